@@ -1,0 +1,223 @@
+//! Command-line flags (clap derive): validated values only, nothing read here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Predicts SGLang serving performance (TTFT, ITL, throughput) from a cost model and a scheduler twin.
+#[derive(Debug, Parser)]
+#[command(name = "sglsim", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Predict one configuration: a static batch, or a served workload (--concurrency / --request-rate).
+    Predict(Box<PredictArgs>),
+    /// List the GPU catalog.
+    Gpus(ListArgs),
+    /// List the bundled models.
+    Models(ListArgs),
+}
+
+/// Flags of `gpus` and `models`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Serving mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Prefill and decode on the same engines.
+    Agg,
+    /// Prefill and decode engines, KV transferred between them.
+    Disagg,
+}
+
+/// Flags of `predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model: a bundled Hugging Face id (see `sglsim models`), a config.json, or a directory holding one.
+    #[arg(long)]
+    pub model: String,
+    /// GPU type (see `sglsim gpus`); AIConfigurator spellings such as h200_sxm work too.
+    #[arg(long)]
+    pub gpu: String,
+    /// GPUs per engine (`--tp` of SGLang).
+    #[arg(long, default_value_t = 1)]
+    pub tp: u32,
+    /// Attention data-parallel size (`--dp` with `--enable-dp-attention`).
+    #[arg(long, default_value_t = 1)]
+    pub dp: u32,
+    /// Expert-parallel size (`--ep`).
+    #[arg(long, default_value_t = 1)]
+    pub ep: u32,
+    /// Weight format, overriding the checkpoint's: bf16, fp8, fp8-block, fp4 (nvfp4), mxfp4.
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// KV cache dtype: auto, bf16, fp8 (fp8_e4m3, fp8_e5m2).
+    #[arg(long, default_value = "auto")]
+    pub kv_cache_dtype: String,
+    /// Input length, tokens (the maximum with --range-ratio, the mean with --isl-std).
+    #[arg(long)]
+    pub isl: Option<u64>,
+    /// Output length, tokens.
+    #[arg(long)]
+    pub osl: Option<u64>,
+    /// Static batch size (all requests at once, as `sglang.bench_one_batch`), when no load is given.
+    #[arg(long)]
+    pub batch: Option<u64>,
+    /// Coefficient profile (TOML or JSON, as `sglsim calibrate` writes) instead of the defaults.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Closed loop: this many clients, each sending its next request when the last completes.
+    #[arg(long, conflicts_with_all = ["request_rate", "batch"])]
+    pub concurrency: Option<u64>,
+    /// Open loop: Poisson arrivals at this rate (requests/s), or `inf` to send all at t = 0.
+    #[arg(long, conflicts_with = "batch", allow_hyphen_values = true)]
+    pub request_rate: Option<String>,
+    /// Measured requests (default 10 × concurrency, or 1000 with a request rate).
+    #[arg(long)]
+    pub num_requests: Option<u64>,
+    /// Warm-up requests sent first and left out of the metrics.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_requests: u64,
+    /// `bench_serving --random-range-ratio`: lengths uniform in [L·r, L].
+    #[arg(long, conflicts_with_all = ["isl_std", "osl_std"])]
+    pub range_ratio: Option<f64>,
+    /// AIPerf-style normal input lengths with this standard deviation, tokens.
+    #[arg(long)]
+    pub isl_std: Option<f64>,
+    /// AIPerf-style normal output lengths with this standard deviation, tokens.
+    #[arg(long)]
+    pub osl_std: Option<f64>,
+    /// A trace (CSV or JSONL): arrival time, input length, output length, optional prefix group.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// RNG seed of lengths and arrivals.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// TTFT SLA, ms (adds goodput).
+    #[arg(long)]
+    pub ttft: Option<f64>,
+    /// ITL (per-request TPOT) SLA, ms (adds goodput).
+    #[arg(long)]
+    pub itl: Option<f64>,
+    /// Write per-iteration records (time, kind, batch size, tokens, KV used) to this CSV file.
+    #[arg(long)]
+    pub timeline: Option<PathBuf>,
+
+    /// Aggregated or disaggregated serving.
+    #[arg(long, value_enum, default_value_t = Mode::Agg)]
+    pub mode: Mode,
+    /// Aggregated engines (replicas) behind the router.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// Prefill engines' `--tp` (disagg; default --tp).
+    #[arg(long)]
+    pub prefill_tp: Option<u32>,
+    /// Prefill engines' `--dp`.
+    #[arg(long)]
+    pub prefill_dp: Option<u32>,
+    /// Prefill engines' `--ep`.
+    #[arg(long)]
+    pub prefill_ep: Option<u32>,
+    /// Prefill engines.
+    #[arg(long, default_value_t = 1)]
+    pub prefill_workers: u32,
+    /// Decode engines' `--tp` (disagg; default --tp).
+    #[arg(long)]
+    pub decode_tp: Option<u32>,
+    /// Decode engines' `--dp`.
+    #[arg(long)]
+    pub decode_dp: Option<u32>,
+    /// Decode engines' `--ep`.
+    #[arg(long)]
+    pub decode_ep: Option<u32>,
+    /// Decode engines.
+    #[arg(long, default_value_t = 1)]
+    pub decode_workers: u32,
+
+    /// SGLang server flags, under SGLang's names.
+    #[command(flatten)]
+    pub server: ServerFlags,
+}
+
+/// SGLang server flags that change the answer.
+#[derive(Debug, Args)]
+pub struct ServerFlags {
+    /// `--mem-fraction-static` (default: SGLang's rule for the GPU and mapping).
+    #[arg(long)]
+    pub mem_fraction_static: Option<f64>,
+    /// `--chunked-prefill-size` (tokens; -1 disables).
+    #[arg(long, allow_hyphen_values = true)]
+    pub chunked_prefill_size: Option<i64>,
+    /// `--max-prefill-tokens` (default 16384).
+    #[arg(long)]
+    pub max_prefill_tokens: Option<u64>,
+    /// `--max-running-requests`.
+    #[arg(long)]
+    pub max_running_requests: Option<u64>,
+    /// `--cuda-graph-max-bs`.
+    #[arg(long)]
+    pub cuda_graph_max_bs: Option<u64>,
+    /// `--disable-overlap-schedule`.
+    #[arg(long)]
+    pub disable_overlap_schedule: bool,
+    /// `--enable-mixed-chunk`.
+    #[arg(long)]
+    pub enable_mixed_chunk: bool,
+    /// `--disable-radix-cache`.
+    #[arg(long)]
+    pub disable_radix_cache: bool,
+    /// `--page-size`.
+    #[arg(long, default_value_t = 1)]
+    pub page_size: u64,
+    /// `--stream-interval`.
+    #[arg(long, default_value_t = 1)]
+    pub stream_interval: u64,
+    /// `--moe-a2a-backend`: none or deepep.
+    #[arg(long, default_value = "none")]
+    pub moe_a2a_backend: String,
+    /// `--attention-backend` (recorded; fa3, flashinfer, triton, trtllm_mla, ...).
+    #[arg(long)]
+    pub attention_backend: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(line.split_whitespace())
+    }
+
+    #[test]
+    fn predict_takes_sglang_flag_names() {
+        let cli = parse("sglsim predict --model m --gpu h100 --tp 8 --dp 8 --ep 8 --isl 1024 --osl 128 --chunked-prefill-size -1 --disable-overlap-schedule --mem-fraction-static 0.8").unwrap();
+        let Command::Predict(args) = cli.command else {
+            panic!("not predict")
+        };
+        assert_eq!((args.tp, args.dp, args.ep), (8, 8, 8));
+        assert_eq!(args.server.chunked_prefill_size, Some(-1));
+        assert!(args.server.disable_overlap_schedule);
+    }
+
+    #[test]
+    fn conflicting_load_flags_are_refused() {
+        assert!(parse("sglsim predict --model m --gpu h100 --isl 1 --osl 1 --concurrency 4 --request-rate 2").is_err());
+        assert!(parse("sglsim predict --model m --gpu h100 --isl 1 --osl 1 --batch 4 --concurrency 2").is_err());
+        assert!(parse("sglsim predict --model m --gpu h100 --isl 1 --osl 1 --range-ratio 0.5 --isl-std 3").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! The command line: flags (`args`), plans built from them (`plan`), wiring (`run`) and output (`report`).
+//!
+//! This is the only place that reads arguments, files named on the command line, prints, or picks exit codes.
+
+pub mod args;
+pub mod plan;
+pub mod report;
+pub mod run;

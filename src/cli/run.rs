@@ -1,0 +1,203 @@
+//! Wiring of each subcommand: plan, call the library, report.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+use super::args::{ListArgs, PredictArgs};
+use super::plan::{predict_plan, PredictPlan};
+use super::report::{predict_report, predict_table, DoesNotFitReport, EngineReport};
+use sglsim::model::gpu::{GpuCatalog, GIB};
+use sglsim::model::model_catalog::{bundled_models, bundled_spec};
+use sglsim::sim::cluster::{simulate, Deployment, Role};
+use sglsim::sim::deploy::{engine_spec, transfer_link};
+
+/// What a subcommand ended with.
+pub enum Outcome {
+    /// Success: print this.
+    Done(String),
+    /// The configuration does not fit: print this and exit 2.
+    DoesNotFit(String),
+}
+
+/// `sglsim predict`.
+pub fn predict(args: &PredictArgs) -> Result<Outcome> {
+    let plan = predict_plan(args)?;
+    let engines: Vec<EngineReport> = plan
+        .engines
+        .iter()
+        .map(|(step, role, count)| EngineReport::new(step, *role, *count))
+        .collect();
+    for (step, role, _) in &plan.engines {
+        if let Some(reason) = step.memory().shortfall() {
+            let reason = format!("{} engine {}: {reason}", role_name(*role), step.mapping());
+            if args.json {
+                let report = DoesNotFitReport {
+                    fits: false,
+                    reason,
+                    weights_gb_per_gpu: step.memory().weights_bytes_per_gpu / GIB,
+                    engines,
+                };
+                return Ok(Outcome::DoesNotFit(serde_json::to_string_pretty(&report)?));
+            }
+            return Ok(Outcome::DoesNotFit(format!("does not fit: {reason}")));
+        }
+    }
+    let output = run_simulation(&plan)?;
+    if let Some(path) = &args.timeline {
+        write_timeline(path, &output.timeline)?;
+    }
+    let prefill_step = &plan.engines[0].0;
+    let decode_step = &plan.engines.last().expect("at least one engine").0;
+    let prefill_ms = prefill_step.prefill_s(plan.isl) * 1e3;
+    let decode_batch = plan.decode_batch.min(decode_step.memory().max_running_requests).max(1);
+    let per_rank_batch = decode_batch.div_ceil(u64::from(decode_step.mapping().dp()));
+    let decode_step_ms = decode_step.decode_step_s(per_rank_batch, plan.isl + plan.osl / 2).total_s * 1e3;
+    let report = predict_report(&args.model, &prefill_step.gpu().name, engines, prefill_ms, decode_step_ms, &output);
+    Ok(Outcome::Done(if args.json {
+        serde_json::to_string_pretty(&report)?
+    } else {
+        predict_table(&report)
+    }))
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Aggregated => "aggregated",
+        Role::Prefill => "prefill",
+        Role::Decode => "decode",
+    }
+}
+
+fn run_simulation(plan: &PredictPlan) -> Result<sglsim::sim::cluster::SimOutput> {
+    let mut specs = Vec::new();
+    for (step, role, count) in &plan.engines {
+        for _ in 0..*count {
+            specs.push(engine_spec(step, *role));
+        }
+    }
+    let transfer = match (
+        plan.engines.iter().find(|e| e.1 == Role::Prefill),
+        plan.engines.iter().find(|e| e.1 == Role::Decode),
+    ) {
+        (Some((prefill, _, n_prefill)), Some((decode, _, n_decode))) => Some(transfer_link(
+            prefill.gpu(),
+            prefill.coefficients(),
+            prefill.mapping().n_gpus() * n_prefill,
+            decode.mapping().n_gpus() * n_decode,
+        )),
+        _ => None,
+    };
+    let deployment = Deployment { engines: specs, transfer };
+    Ok(simulate(&deployment, &plan.workload, plan.options)?)
+}
+
+fn write_timeline(path: &std::path::Path, records: &[sglsim::sim::cluster::IterationRecord]) -> Result<()> {
+    let mut out = String::from("engine,start_ms,duration_ms,kind,batch_size,tokens,kv_used_tokens\n");
+    for r in records {
+        out.push_str(&format!(
+            "{},{:.4},{:.4},{},{},{},{}\n",
+            r.engine, r.start_ms, r.duration_ms, r.kind, r.batch_size, r.tokens, r.kv_used_tokens
+        ));
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write timeline {}", path.display()))
+}
+
+/// `sglsim gpus`.
+pub fn gpus(args: &ListArgs) -> Result<Outcome> {
+    let catalog = GpuCatalog::builtin()?;
+    if args.json {
+        let rows: Vec<serde_json::Value> = catalog
+            .all()
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "name": g.name, "aliases": g.aliases, "display_name": g.display_name,
+                    "memory_gib": (g.memory_gib() * 10.0).round() / 10.0, "hbm_tb_s": g.hbm_bytes_per_s / 1e12,
+                    "bf16_tflops": g.bf16_flops_per_s / 1e12, "fp8_tflops": g.fp8_flops_per_s.map(|f| f / 1e12),
+                    "fp4_tflops": g.fp4_flops_per_s.map(|f| f / 1e12), "nvlink_gb_s": g.nvlink_bytes_per_s / 1e9,
+                    "rdma_gb_s": g.rdma_bytes_per_s / 1e9, "gpus_per_node": g.gpus_per_node, "nvlink_domain_size": g.nvlink_domain_size,
+                    "sources": g.sources,
+                })
+            })
+            .collect();
+        return Ok(Outcome::Done(serde_json::to_string_pretty(&rows)?));
+    }
+    let mut out = format!(
+        "{:<14} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}  aliases\n",
+        "gpu", "mem GiB", "HBM TB/s", "BF16 TF", "FP8 TF", "FP4 TF", "NVL GB/s", "RDMA GB/s", "domain"
+    );
+    let tf = |v: Option<f64>| v.map_or("-".to_string(), |f| format!("{:.0}", f / 1e12));
+    for g in catalog.all() {
+        out.push_str(&format!(
+            "{:<14} {:>8.1} {:>8.2} {:>9.0} {:>9} {:>9} {:>9.0} {:>8.0} {:>6}  {}\n",
+            g.name,
+            g.memory_gib(),
+            g.hbm_bytes_per_s / 1e12,
+            g.bf16_flops_per_s / 1e12,
+            tf(g.fp8_flops_per_s),
+            tf(g.fp4_flops_per_s),
+            g.nvlink_bytes_per_s / 1e9,
+            g.rdma_bytes_per_s / 1e9,
+            g.nvlink_domain_size,
+            g.aliases.join(", ")
+        ));
+    }
+    Ok(Outcome::Done(out))
+}
+
+/// `sglsim models`.
+pub fn models(args: &ListArgs) -> Result<Outcome> {
+    let mut rows = Vec::new();
+    for model in bundled_models()? {
+        let spec = bundled_spec(&model)?;
+        let attention = match spec.attention {
+            sglsim::model::arch::Attention::Gqa { n_heads, n_kv_heads, .. } => format!("GQA {n_heads}/{n_kv_heads}"),
+            sglsim::model::arch::Attention::Mla { n_heads, .. } => format!("MLA {n_heads}"),
+        };
+        let moe = spec
+            .moe
+            .map_or("dense".to_string(), |m| format!("MoE {}x top{}", m.n_experts, m.top_k));
+        rows.push((model, spec, attention, moe));
+    }
+    if args.json {
+        let values: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(model, spec, attention, moe)| {
+                serde_json::json!({
+                    "id": model.id, "aliases": model.aliases, "architecture": spec.architecture,
+                    "params_b": (spec.total_params() / 1e7).round() / 100.0, "active_params_b": (spec.active_params() / 1e7).round() / 100.0,
+                    "layers": spec.n_layers, "attention": attention, "ffn": moe, "weights": spec.weights.headline().to_string(),
+                    "source": model.source,
+                })
+            })
+            .collect();
+        return Ok(Outcome::Done(serde_json::to_string_pretty(&values)?));
+    }
+    let mut out = format!(
+        "{:<38} {:>8} {:>8} {:>6} {:<10} {:<14} {}\n",
+        "model", "params B", "active B", "layers", "attention", "ffn", "weights"
+    );
+    for (model, spec, attention, moe) in &rows {
+        out.push_str(&format!(
+            "{:<38} {:>8.1} {:>8.1} {:>6} {:<10} {:<14} {}\n",
+            model.id,
+            spec.total_params() / 1e9,
+            spec.active_params() / 1e9,
+            spec.n_layers,
+            attention,
+            moe,
+            spec.weights.headline()
+        ));
+    }
+    Ok(Outcome::Done(out))
+}
+
+/// Writes to stdout; a closed pipe is success.
+pub fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{}", text.trim_end()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

@@ -1,0 +1,201 @@
+//! The cost model's coefficients: efficiencies, latencies and overheads, each with a meaning, a unit and a range.
+//!
+//! One serde profile holds them all. The defaults live in `data/coefficients.toml` (compiled in);
+//! a calibrated profile written by `sglsim calibrate` has the same schema. [`COEFFICIENT_INFO`]
+//! lists every coefficient with its unit and plausible range, which calibration uses as bounds
+//! and [`Coefficients::validate`] enforces.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+
+const DEFAULT_COEFFICIENTS_TOML: &str = include_str!("../../data/coefficients.toml");
+
+/// What one coefficient means, its unit and its plausible range.
+#[derive(Debug, Clone, Copy)]
+pub struct CoefficientInfo {
+    /// Field name in the profile.
+    pub name: &'static str,
+    /// Unit (`fraction`, `us`, `ms`, `GiB`, `ratio`, `tokens`).
+    pub unit: &'static str,
+    /// Lowest plausible value.
+    pub min: f64,
+    /// Highest plausible value.
+    pub max: f64,
+    /// One sentence saying what it is.
+    pub meaning: &'static str,
+}
+
+macro_rules! coefficients {
+    ($( $(#[doc = $doc:literal])* $name:ident : $unit:literal, $min:literal ..= $max:literal; )*) => {
+        /// Every coefficient of the cost model (see [`COEFFICIENT_INFO`] for units and ranges).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Coefficients {
+            $( $(#[doc = $doc])* pub $name: f64, )*
+        }
+
+        /// Units, ranges and meanings, in field order.
+        pub const COEFFICIENT_INFO: &[CoefficientInfo] = &[
+            $( CoefficientInfo { name: stringify!($name), unit: $unit, min: $min, max: $max, meaning: concat!($($doc),*) }, )*
+        ];
+
+        impl Coefficients {
+            /// The values in [`COEFFICIENT_INFO`] order.
+            pub fn to_vec(&self) -> Vec<f64> {
+                vec![$( self.$name, )*]
+            }
+
+            /// Builds coefficients from values in [`COEFFICIENT_INFO`] order, validating ranges.
+            pub fn from_slice(values: &[f64]) -> Result<Coefficients> {
+                let mut iter = values.iter().copied();
+                let coefficients = Coefficients { $( $name: iter.next().ok_or_else(|| Error::BadValue {
+                    field: "coefficients".into(),
+                    value: format!("{} values", values.len()),
+                    expected: format!("{} values", COEFFICIENT_INFO.len()),
+                })?, )* };
+                coefficients.validate()?;
+                Ok(coefficients)
+            }
+        }
+    };
+}
+
+coefficients! {
+    /// Fraction of the dense BF16 tensor-core peak that large BF16 GEMMs reach.
+    gemm_bf16_eff: "fraction", 0.3 ..= 0.95;
+    /// Fraction of the dense FP8 tensor-core peak that large FP8 GEMMs reach (scaling included).
+    gemm_fp8_eff: "fraction", 0.25 ..= 0.95;
+    /// Fraction of the dense FP4 tensor-core peak that large FP4 GEMMs reach.
+    gemm_fp4_eff: "fraction", 0.2 ..= 0.95;
+    /// Fraction of HBM bandwidth that weight-streaming (small-batch) GEMMs reach.
+    gemm_mem_eff: "fraction", 0.4 ..= 0.98;
+    /// Fraction of the BF16 peak that prefill attention (FlashAttention-3/FlashInfer) reaches on long prompts.
+    attn_prefill_eff: "fraction", 0.15 ..= 0.9;
+    /// Query tokens per request at which prefill attention reaches half of its long-prompt efficiency.
+    attn_prefill_half_tokens: "tokens", 1.0 ..= 8192.0;
+    /// Fraction of HBM bandwidth that decode attention reaches while reading the KV cache.
+    attn_decode_mem_eff: "fraction", 0.15 ..= 0.95;
+    /// Fraction of the tensor-core peak that fused/grouped MoE GEMMs reach with many tokens per expert.
+    moe_compute_eff: "fraction", 0.15 ..= 0.9;
+    /// Fraction of HBM bandwidth that MoE kernels reach while streaming expert weights.
+    moe_mem_eff: "fraction", 0.15 ..= 0.95;
+    /// Load of the busiest expert-parallel rank over the mean, for large batches without EPLB.
+    moe_ep_imbalance: "ratio", 1.0 ..= 2.5;
+    /// Fixed cost of one all-reduce on the scale-up fabric (custom all-reduce or NCCL), microseconds.
+    allreduce_latency_us: "us", 2.0 ..= 80.0;
+    /// Fixed cost of one MoE dispatch or combine (all-to-all), microseconds.
+    alltoall_latency_us: "us", 5.0 ..= 300.0;
+    /// Fraction of link bandwidth that collectives reach on large messages.
+    comm_bw_eff: "fraction", 0.2 ..= 0.95;
+    /// Shortest GPU time of one kernel inside a CUDA graph (launch and ramp), microseconds.
+    kernel_floor_us: "us", 0.5 ..= 15.0;
+    /// Small kernels per decoder layer besides GEMMs, attention, MoE and collectives (norms, rotary, KV store, activation).
+    kernels_per_layer: "count", 5.0 ..= 60.0;
+    /// CPU time to launch one kernel outside a CUDA graph (PyTorch dispatch included), microseconds.
+    eager_launch_us: "us", 2.0 ..= 60.0;
+    /// Fixed cost of replaying one captured CUDA graph, microseconds.
+    graph_replay_us: "us", 2.0 ..= 200.0;
+    /// Scheduler CPU time per iteration (batch building, output processing), milliseconds.
+    step_cpu_ms: "ms", 0.02 ..= 10.0;
+    /// Scheduler CPU time per request in the batch per iteration, microseconds.
+    step_cpu_per_req_us: "us", 0.0 ..= 100.0;
+    /// Fixed per-prefill-batch GPU-side cost (metadata, embedding, logits gather), milliseconds.
+    prefill_fixed_ms: "ms", 0.0 ..= 20.0;
+    /// Fixed cost of one disaggregated KV transfer (bootstrap handshake, polling, completion notice), milliseconds.
+    kv_transfer_fixed_ms: "ms", 0.05 ..= 50.0;
+    /// Device memory taken before the weights on a single GPU (CUDA context, cuBLAS workspace), GiB.
+    runtime_reserve_gib: "GiB", 0.2 ..= 4.0;
+    /// Extra device memory per tensor-parallel peer (NCCL channels, custom all-reduce buffers, load residue), GiB.
+    runtime_reserve_per_peer_gib: "GiB", 0.0 ..= 1.5;
+}
+
+impl Coefficients {
+    /// The compiled-in defaults from `data/coefficients.toml`.
+    pub fn defaults() -> Coefficients {
+        Coefficients::from_toml(DEFAULT_COEFFICIENTS_TOML, "data/coefficients.toml")
+            .expect("data/coefficients.toml is checked by a unit test")
+    }
+
+    /// Parses a profile's coefficient table (TOML).
+    pub fn from_toml(text: &str, path: &str) -> Result<Coefficients> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            schema_version: u32,
+            coefficients: Coefficients,
+        }
+        let file: File = toml::from_str(text).map_err(|e| Error::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        if file.schema_version != 1 {
+            return Err(Error::BadField {
+                path: path.into(),
+                field: "schema_version".into(),
+                problem: format!("is {}; this build reads version 1", file.schema_version),
+            });
+        }
+        file.coefficients.validate()?;
+        Ok(file.coefficients)
+    }
+
+    /// Parses a profile in JSON: `{"schema_version": 1, "coefficients": {...}, ...}`; other keys
+    /// (provenance, fit error) are allowed and ignored here.
+    pub fn from_json(text: &str, path: &str) -> Result<Coefficients> {
+        #[derive(Deserialize)]
+        struct File {
+            schema_version: u32,
+            coefficients: Coefficients,
+        }
+        let file: File = serde_json::from_str(text).map_err(|e| Error::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        if file.schema_version != 1 {
+            return Err(Error::BadField {
+                path: path.into(),
+                field: "schema_version".into(),
+                problem: format!("is {}; this build reads version 1", file.schema_version),
+            });
+        }
+        file.coefficients.validate()?;
+        Ok(file.coefficients)
+    }
+
+    /// Checks every value against its plausible range.
+    pub fn validate(&self) -> Result<()> {
+        for (info, value) in COEFFICIENT_INFO.iter().zip(self.to_vec()) {
+            if !(value.is_finite() && value >= info.min && value <= info.max) {
+                return Err(Error::BadValue {
+                    field: format!("coefficient {}", info.name),
+                    value: value.to_string(),
+                    expected: format!("{} in [{}, {}] {} ({})", info.name, info.min, info.max, info.unit, info.meaning),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_lie_in_range() {
+        let defaults = Coefficients::defaults();
+        defaults.validate().unwrap();
+        assert_eq!(defaults.to_vec().len(), COEFFICIENT_INFO.len());
+        let round_trip = Coefficients::from_slice(&defaults.to_vec()).unwrap();
+        assert_eq!(round_trip, defaults);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_the_range() {
+        let mut values = Coefficients::defaults().to_vec();
+        values[0] = 1.7;
+        let error = Coefficients::from_slice(&values).unwrap_err().to_string();
+        assert!(error.contains("gemm_bf16_eff") && error.contains("[0.3, 0.95]"), "{error}");
+    }
+}

@@ -1,0 +1,356 @@
+//! Costs ops on a GPU: roofline time at shape-dependent efficiency, communication, kernel floors.
+//!
+//! [`cost_op`] is a pure function of an [`Op`], a [`GpuSpec`] and the [`Coefficients`]. An op's time
+//! is the larger of its compute time (FLOPs at an efficiency that depends on the shape: tile and
+//! wave quantisation for GEMMs, query length for prefill attention, tokens per expert for MoE) and
+//! its memory time (bytes at an achieved fraction of HBM bandwidth), never less than its kernels'
+//! floor. Collectives cost a latency plus bytes over the scale-up or scale-out link.
+
+use super::coefficients::Coefficients;
+use super::gpu::GpuSpec;
+use super::ops::{Op, OpKind};
+use super::quant::{ComputeDtype, WeightDtype};
+
+/// Kernels of one fused-MoE layer at decode: top-k, align/sort, up GEMM, activation, down GEMM, weighted sum.
+const MOE_KERNELS: f64 = 6.0;
+
+/// Time of one op (all its repeats), seconds, split by what bounds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OpCost {
+    /// Seconds where compute bounds the op.
+    pub compute_s: f64,
+    /// Seconds where memory bounds the op.
+    pub memory_s: f64,
+    /// Seconds of communication.
+    pub comm_s: f64,
+    /// Seconds where the kernel floor bounds the op.
+    pub floor_s: f64,
+    /// Kernels launched.
+    pub n_kernels: f64,
+}
+
+impl OpCost {
+    /// Total seconds.
+    pub fn total_s(&self) -> f64 {
+        self.compute_s + self.memory_s + self.comm_s + self.floor_s
+    }
+
+    /// Adds another cost into this one.
+    pub fn add(&mut self, other: &OpCost) {
+        self.compute_s += other.compute_s;
+        self.memory_s += other.memory_s;
+        self.comm_s += other.comm_s;
+        self.floor_s += other.floor_s;
+        self.n_kernels += other.n_kernels;
+    }
+
+    fn bounded(compute_s: f64, memory_s: f64, floor_s: f64, n_kernels: f64, repeat: f64) -> OpCost {
+        let mut cost = OpCost {
+            n_kernels: n_kernels * repeat,
+            ..OpCost::default()
+        };
+        if compute_s >= memory_s && compute_s >= floor_s {
+            cost.compute_s = compute_s * repeat;
+        } else if memory_s >= floor_s {
+            cost.memory_s = memory_s * repeat;
+        } else {
+            cost.floor_s = floor_s * repeat;
+        }
+        cost
+    }
+}
+
+/// The tensor-core dtype a GEMM with these weights runs in: its own if the GPU has it, else
+/// dequantised to the next wider one the GPU has (SGLang's weight-only kernels).
+pub fn gemm_compute_dtype(gpu: &GpuSpec, weights: WeightDtype) -> ComputeDtype {
+    let wanted = weights.compute();
+    [wanted, ComputeDtype::Fp8, ComputeDtype::Bf16]
+        .into_iter()
+        .filter(|d| *d >= wanted)
+        .find(|d| gpu.supports(*d))
+        .unwrap_or(ComputeDtype::Bf16)
+}
+
+/// Achieved dense-GEMM rate for weights of this format, FLOP/s.
+pub fn gemm_flops_per_s(gpu: &GpuSpec, coefficients: &Coefficients, weights: WeightDtype) -> f64 {
+    let used = gemm_compute_dtype(gpu, weights);
+    let efficiency = match used {
+        ComputeDtype::Fp4 => coefficients.gemm_fp4_eff,
+        ComputeDtype::Fp8 => coefficients.gemm_fp8_eff,
+        ComputeDtype::Bf16 => coefficients.gemm_bf16_eff,
+    };
+    gpu.peak_flops_per_s(used) * efficiency
+}
+
+/// Share of SMs a GEMM grid keeps busy: tiles over whole waves.
+fn wave_utilisation(gpu: &GpuSpec, m: u64, n: u64) -> f64 {
+    let tile_m = if m <= 64 { 64 } else { 128 };
+    let tiles = m.div_ceil(tile_m) * n.div_ceil(128);
+    let sms = u64::from(gpu.sm_count);
+    let waves = tiles.div_ceil(sms);
+    if waves <= 1 {
+        // A single partial wave: split-K/stream-K kernels spread small grids over the SMs, so
+        // compute time is the work over the whole GPU.
+        return 1.0;
+    }
+    tiles as f64 / (waves * sms) as f64
+}
+
+/// Costs one op on one GPU.
+pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCost {
+    let repeat = op.repeat as f64;
+    let floor_s = coefficients.kernel_floor_us * 1e-6;
+    let hbm = gpu.hbm_bytes_per_s;
+    match &op.kind {
+        OpKind::Gemm { m, n, k, weights } => {
+            if *m == 0 || *n == 0 || *k == 0 {
+                return OpCost::default();
+            }
+            let tile_m = if *m <= 64 { (*m).next_power_of_two().max(16) } else { 128 };
+            let padded_m = m.div_ceil(tile_m) * tile_m;
+            let flops = 2.0 * padded_m as f64 * *n as f64 * *k as f64;
+            let compute_s = flops / (gemm_flops_per_s(gpu, coefficients, *weights) * wave_utilisation(gpu, *m, *n));
+            let bytes = *n as f64 * *k as f64 * weights.bytes_per_param() + (*m as f64) * (*k + *n) as f64 * 2.0;
+            let memory_s = bytes / (hbm * coefficients.gemm_mem_eff);
+            OpCost::bounded(compute_s, memory_s, floor_s, 1.0, repeat)
+        }
+        OpKind::AttentionPrefill {
+            requests,
+            heads,
+            qk_dim,
+            v_dim,
+            window_tokens,
+            kv_bytes_per_token,
+        } => {
+            let peak = gpu.bf16_flops_per_s * coefficients.attn_prefill_eff;
+            let mut compute_s = 0.0;
+            let mut kv_tokens = 0u64;
+            let mut q_tokens = 0u64;
+            for request in requests.iter() {
+                let pairs = attended_pairs(request.cached_tokens, request.new_tokens, *window_tokens);
+                let flops = 2.0 * *heads as f64 * (*qk_dim + *v_dim) as f64 * pairs;
+                let q = request.new_tokens as f64;
+                let efficiency = q / (q + coefficients.attn_prefill_half_tokens);
+                compute_s += flops / (peak * efficiency);
+                kv_tokens += request.cached_tokens + request.new_tokens;
+                q_tokens += request.new_tokens;
+            }
+            let bytes = kv_tokens as f64 * kv_bytes_per_token + q_tokens as f64 * (*heads * (*qk_dim + *v_dim)) as f64 * 2.0;
+            let memory_s = bytes / (hbm * coefficients.attn_decode_mem_eff);
+            OpCost::bounded(compute_s, memory_s, floor_s, 2.0, repeat)
+        }
+        OpKind::AttentionDecode {
+            attended_tokens,
+            heads,
+            qk_dim,
+            v_dim,
+            kv_bytes_per_token,
+        } => {
+            let flops = 2.0 * *heads as f64 * (*qk_dim + *v_dim) as f64 * *attended_tokens as f64;
+            let compute_s = flops / (gpu.bf16_flops_per_s * coefficients.attn_prefill_eff);
+            let memory_s = *attended_tokens as f64 * kv_bytes_per_token / (hbm * coefficients.attn_decode_mem_eff);
+            OpCost::bounded(compute_s, memory_s, floor_s, 2.0, repeat)
+        }
+        OpKind::MoeExperts {
+            global_tokens,
+            top_k,
+            n_experts,
+            ep,
+            moe_tp,
+            hidden,
+            intermediate,
+            weights,
+        } => {
+            let tokens = *global_tokens as f64;
+            let experts = *n_experts as f64;
+            let local_experts = experts / *ep as f64;
+            // Each expert is hit by a token with probability top_k / n_experts (uniform routing).
+            let hit_probability = 1.0 - (1.0 - *top_k as f64 / experts).powf(tokens);
+            let active_local = (local_experts * hit_probability).max(1.0);
+            let imbalance = if *ep > 1 { coefficients.moe_ep_imbalance } else { 1.0 };
+            let rank_tokens = tokens * *top_k as f64 / *ep as f64 * imbalance;
+            let tokens_per_expert = rank_tokens / active_local;
+            let padded_tokens = active_local * (tokens_per_expert / 16.0).ceil() * 16.0;
+            let slice = *intermediate as f64 / *moe_tp as f64;
+            let flops = 2.0 * 3.0 * *hidden as f64 * slice * padded_tokens;
+            let rate = gpu.peak_flops_per_s(gemm_compute_dtype(gpu, *weights)) * coefficients.moe_compute_eff;
+            let compute_s = flops / rate;
+            let bytes = active_local * 3.0 * *hidden as f64 * slice * weights.bytes_per_param()
+                + rank_tokens * (2.0 * *hidden as f64 + 3.0 * slice) * 2.0;
+            let memory_s = bytes / (hbm * coefficients.moe_mem_eff);
+            // Top-k, alignment/sort, up GEMM, activation, down GEMM, weighted sum: six kernels.
+            OpCost::bounded(compute_s, memory_s, MOE_KERNELS * floor_s, MOE_KERNELS, repeat)
+        }
+        OpKind::Elementwise { bytes, n_kernels } => {
+            let memory_s = bytes / (hbm * coefficients.gemm_mem_eff);
+            OpCost::bounded(0.0, memory_s, n_kernels * floor_s, *n_kernels, repeat)
+        }
+        OpKind::AllReduce { bytes, n_ranks } => {
+            let comm_s = collective_s(gpu, coefficients, *n_ranks, coefficients.allreduce_latency_us, 2.0 * bytes);
+            OpCost {
+                comm_s: comm_s * repeat,
+                n_kernels: repeat,
+                ..OpCost::default()
+            }
+        }
+        OpKind::AllGather { bytes_total, n_ranks } => {
+            let comm_s = collective_s(gpu, coefficients, *n_ranks, coefficients.allreduce_latency_us, *bytes_total);
+            OpCost {
+                comm_s: comm_s * repeat,
+                n_kernels: repeat,
+                ..OpCost::default()
+            }
+        }
+        OpKind::AllToAll { bytes_per_rank, n_ranks } => {
+            let comm_s = collective_s(gpu, coefficients, *n_ranks, coefficients.alltoall_latency_us, *bytes_per_rank);
+            OpCost {
+                comm_s: comm_s * repeat,
+                n_kernels: repeat,
+                ..OpCost::default()
+            }
+        }
+    }
+}
+
+/// Time of a collective over `n_ranks` that moves `(n-1)/n × bytes` per rank: a latency plus bytes over
+/// the scale-up link within a node or NVLink domain, plus the scale-out link when it spans several.
+pub fn collective_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, latency_us: f64, bytes: f64) -> f64 {
+    if n_ranks <= 1 {
+        return 0.0;
+    }
+    let n = f64::from(n_ranks);
+    let domain = gpu.nvlink_domain_size.max(gpu.gpus_per_node);
+    let mut seconds = latency_us * 1e-6 + (n - 1.0) / n * bytes / (gpu.nvlink_bytes_per_s * coefficients.comm_bw_eff);
+    if n_ranks > domain {
+        let n_domains = f64::from(n_ranks.div_ceil(domain));
+        seconds += gpu.rdma_latency_us * 1e-6 + (n_domains - 1.0) / n_domains * bytes / (gpu.rdma_bytes_per_s * coefficients.comm_bw_eff);
+    }
+    seconds
+}
+
+/// Query-key pairs a causal chunk of `new` tokens after `cached` tokens attends, with an optional window.
+pub fn attended_pairs(cached: u64, new: u64, window: Option<u64>) -> f64 {
+    let full = |c: f64, q: f64| q * c + q * (q + 1.0) / 2.0;
+    let (c, q) = (cached as f64, new as f64);
+    match window {
+        None => full(c, q),
+        Some(w) => {
+            let w = w as f64;
+            // Positions c+1 ..= c+q attend min(position, w) tokens.
+            let ramp_end = w.min(c + q);
+            let ramp = if ramp_end > c { full(c, ramp_end - c) } else { 0.0 };
+            let flat_tokens = (c + q - ramp_end.max(c)).max(0.0);
+            ramp + flat_tokens * w
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gpu::GpuCatalog;
+    use crate::model::ops::ExtendRequest;
+
+    fn h100() -> GpuSpec {
+        GpuCatalog::builtin().unwrap().find("h100-sxm").unwrap().clone()
+    }
+
+    #[test]
+    fn attended_pairs_counts_causal_and_window() {
+        assert_eq!(attended_pairs(0, 4, None), 10.0);
+        assert_eq!(attended_pairs(2, 2, None), 2.0 * 2.0 + 3.0);
+        // Window 2 over 4 tokens: 1 + 2 + 2 + 2.
+        assert_eq!(attended_pairs(0, 4, Some(2)), 7.0);
+        assert_eq!(attended_pairs(10, 3, Some(4)), 12.0);
+    }
+
+    #[test]
+    fn small_gemm_is_memory_bound_large_is_compute_bound() {
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let small = cost_op(
+            &Op {
+                name: "g",
+                kind: OpKind::Gemm {
+                    m: 1,
+                    n: 8192,
+                    k: 8192,
+                    weights: WeightDtype::Bf16,
+                },
+                repeat: 1,
+            },
+            &gpu,
+            &coefficients,
+        );
+        assert!(small.memory_s > 0.0 && small.compute_s == 0.0, "{small:?}");
+        let expected = 8192.0 * 8192.0 * 2.0 / (gpu.hbm_bytes_per_s * coefficients.gemm_mem_eff);
+        assert!((small.memory_s / expected - 1.0).abs() < 0.01);
+        let large = cost_op(
+            &Op {
+                name: "g",
+                kind: OpKind::Gemm {
+                    m: 8192,
+                    n: 8192,
+                    k: 8192,
+                    weights: WeightDtype::Bf16,
+                },
+                repeat: 1,
+            },
+            &gpu,
+            &coefficients,
+        );
+        assert!(large.compute_s > 0.0 && large.memory_s == 0.0, "{large:?}");
+        let fp8 = cost_op(
+            &Op {
+                name: "g",
+                kind: OpKind::Gemm {
+                    m: 8192,
+                    n: 8192,
+                    k: 8192,
+                    weights: WeightDtype::Fp8PerTensor,
+                },
+                repeat: 1,
+            },
+            &gpu,
+            &coefficients,
+        );
+        assert!(fp8.total_s() < large.total_s() * 0.75);
+    }
+
+    #[test]
+    fn prefill_attention_grows_quadratically() {
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let time = |tokens: u64| {
+            let requests = [ExtendRequest {
+                new_tokens: tokens,
+                cached_tokens: 0,
+            }];
+            let op = Op {
+                name: "a",
+                kind: OpKind::AttentionPrefill {
+                    requests: &requests,
+                    heads: 32,
+                    qk_dim: 128,
+                    v_dim: 128,
+                    window_tokens: None,
+                    kv_bytes_per_token: 2048.0,
+                },
+                repeat: 1,
+            };
+            cost_op(&op, &gpu, &coefficients).total_s()
+        };
+        let ratio = time(32_768) / time(8192);
+        assert!(ratio > 14.0 && ratio < 17.0, "{ratio}");
+    }
+
+    #[test]
+    fn collectives_pay_more_across_nodes() {
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let within = collective_s(&gpu, &coefficients, 8, 10.0, 64e6);
+        let across = collective_s(&gpu, &coefficients, 16, 10.0, 64e6);
+        assert!(across > within * 1.5, "{within} {across}");
+        assert_eq!(collective_s(&gpu, &coefficients, 1, 10.0, 64e6), 0.0);
+    }
+}

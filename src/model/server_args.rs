@@ -1,0 +1,293 @@
+//! SGLang's server flags that change performance, and the defaults SGLang derives for them.
+//!
+//! Reproduces the default rules of `python/sglang/srt/server_args.py` (v0.5.x): chunked-prefill
+//! size and CUDA-graph max batch by GPU memory and TP, and the CUDA-graph capture sizes of
+//! `model_executor/cuda_graph_runner.py`.
+
+use super::error::{Error, Result};
+use super::gpu::{GpuSpec, GIB};
+use super::mapping::ParallelMapping;
+use super::quant::KvDtype;
+
+/// How MoE tokens travel between expert-parallel ranks (`--moe-a2a-backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoeA2aBackend {
+    /// No all-to-all: every rank computes its experts for all tokens and results are all-reduced.
+    None,
+    /// DeepEP dispatch/combine (normal kernels for prefill, low-latency kernels for decode).
+    Deepep,
+}
+
+impl MoeA2aBackend {
+    /// Parses `--moe-a2a-backend`.
+    pub fn parse_flag(value: &str) -> Result<MoeA2aBackend> {
+        match value.to_ascii_lowercase().as_str() {
+            "none" => Ok(MoeA2aBackend::None),
+            "deepep" | "mooncake" | "flashinfer" => Ok(MoeA2aBackend::Deepep),
+            _ => Err(Error::BadValue {
+                field: "--moe-a2a-backend".into(),
+                value: value.into(),
+                expected: "none or deepep".into(),
+            }),
+        }
+    }
+}
+
+/// Whether the overlap scheduler hides CPU scheduling time behind the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlapSchedule {
+    /// Default since v0.4: CPU prepares batch N+1 while the GPU runs batch N.
+    On,
+    /// `--disable-overlap-schedule`.
+    Off,
+}
+
+/// The server flags a user gave; `None` means SGLang's default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerArgs {
+    /// `--mem-fraction-static`.
+    pub mem_fraction_static: Option<f64>,
+    /// `--chunked-prefill-size` (tokens; -1 disables chunking).
+    pub chunked_prefill_size: Option<i64>,
+    /// `--max-prefill-tokens` (tokens, default 16384).
+    pub max_prefill_tokens: Option<u64>,
+    /// `--max-running-requests`.
+    pub max_running_requests: Option<u64>,
+    /// `--cuda-graph-max-bs`.
+    pub cuda_graph_max_bs: Option<u64>,
+    /// Overlap scheduler on or off.
+    pub overlap_schedule: OverlapSchedule,
+    /// `--enable-mixed-chunk`: decodes ride along with prefill chunks.
+    pub enable_mixed_chunk: bool,
+    /// `--disable-radix-cache`.
+    pub disable_radix_cache: bool,
+    /// `--page-size` (tokens per KV page).
+    pub page_size: u64,
+    /// `--stream-interval` (tokens per streamed chunk).
+    pub stream_interval: u64,
+    /// `--moe-a2a-backend`.
+    pub moe_a2a_backend: MoeA2aBackend,
+    /// `--attention-backend`, informational (fa3, flashinfer, triton, trtllm_mla, ...).
+    pub attention_backend: Option<String>,
+    /// `--kv-cache-dtype`; `None` is `auto` (the model's activation dtype, bf16).
+    pub kv_cache_dtype: Option<KvDtype>,
+}
+
+impl ServerArgs {
+    /// SGLang's defaults for every flag.
+    pub fn sglang_defaults() -> ServerArgs {
+        ServerArgs {
+            mem_fraction_static: None,
+            chunked_prefill_size: None,
+            max_prefill_tokens: None,
+            max_running_requests: None,
+            cuda_graph_max_bs: None,
+            overlap_schedule: OverlapSchedule::On,
+            enable_mixed_chunk: false,
+            disable_radix_cache: false,
+            page_size: 1,
+            stream_interval: 1,
+            moe_a2a_backend: MoeA2aBackend::None,
+            attention_backend: None,
+            kv_cache_dtype: None,
+        }
+    }
+
+    /// Fills SGLang's defaults for a GPU and mapping and checks ranges.
+    pub fn resolve(&self, gpu: &GpuSpec, mapping: &ParallelMapping) -> Result<ResolvedServerArgs> {
+        let memory_gib = gpu.memory_gib();
+        let tp = u64::from(mapping.tp());
+        // server_args.py `_handle_gpu_memory_settings`: thresholds in GiB of one GPU.
+        let (default_chunk, default_graph_bs): (i64, u64) = if memory_gib < 20.0 {
+            (2048, 8)
+        } else if memory_gib < 35.0 {
+            (2048, if tp < 4 { 24 } else { 80 })
+        } else if memory_gib < 60.0 {
+            (4096, if tp < 4 { 32 } else { 160 })
+        } else if memory_gib < 160.0 {
+            // H100/A100-80G (< 90 GiB) and H20/H200 (< 160 GiB) share the same defaults.
+            (8192, if tp < 4 { 256 } else { 512 })
+        } else {
+            (16384, 512)
+        };
+        let chunked_prefill_size = match self.chunked_prefill_size.unwrap_or(default_chunk) {
+            -1 => None,
+            size if size > 0 => Some(size as u64),
+            size => {
+                return Err(Error::BadValue {
+                    field: "--chunked-prefill-size".into(),
+                    value: size.to_string(),
+                    expected: "a positive token count, or -1 to disable chunking".into(),
+                })
+            }
+        };
+        // Under DP attention SGLang divides the chunk over the DP ranks (after sizing mem_fraction_static).
+        let chunk_for_memory = chunked_prefill_size;
+        let chunked_prefill_size = chunked_prefill_size.map(|size| (size / u64::from(mapping.dp())).max(1));
+        let cuda_graph_max_bs = self.cuda_graph_max_bs.unwrap_or(default_graph_bs);
+        let max_prefill_tokens = self.max_prefill_tokens.unwrap_or(16_384);
+        let checks: [(&str, u64); 3] = [
+            ("--max-prefill-tokens", max_prefill_tokens),
+            ("--page-size", self.page_size),
+            ("--stream-interval", self.stream_interval),
+        ];
+        for (field, value) in checks {
+            if value == 0 {
+                return Err(Error::BadValue {
+                    field: field.into(),
+                    value: "0".into(),
+                    expected: "at least 1".into(),
+                });
+            }
+        }
+        if self.max_running_requests == Some(0) {
+            return Err(Error::BadValue {
+                field: "--max-running-requests".into(),
+                value: "0".into(),
+                expected: "at least 1".into(),
+            });
+        }
+        let mem_fraction_static = match self.mem_fraction_static {
+            Some(fraction) if fraction > 0.0 && fraction < 1.0 => fraction,
+            Some(fraction) => {
+                return Err(Error::BadValue {
+                    field: "--mem-fraction-static".into(),
+                    value: fraction.to_string(),
+                    expected: "a fraction in (0, 1)".into(),
+                })
+            }
+            None => default_mem_fraction_static(gpu, mapping, chunk_for_memory.unwrap_or(max_prefill_tokens), cuda_graph_max_bs),
+        };
+        Ok(ResolvedServerArgs {
+            mem_fraction_static,
+            chunked_prefill_size,
+            max_prefill_tokens,
+            max_running_requests: self.max_running_requests,
+            cuda_graph_max_bs,
+            capture_batch_sizes: capture_batch_sizes(cuda_graph_max_bs),
+            overlap_schedule: self.overlap_schedule,
+            enable_mixed_chunk: self.enable_mixed_chunk,
+            disable_radix_cache: self.disable_radix_cache,
+            page_size: self.page_size,
+            stream_interval: self.stream_interval,
+            moe_a2a_backend: self.moe_a2a_backend,
+            kv_cache_dtype: self.kv_cache_dtype.unwrap_or(KvDtype::Bf16),
+        })
+    }
+}
+
+/// Server flags with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedServerArgs {
+    /// Fraction of GPU memory for weights plus KV cache.
+    pub mem_fraction_static: f64,
+    /// Tokens per prefill chunk; `None` when chunking is off.
+    pub chunked_prefill_size: Option<u64>,
+    /// Tokens per prefill batch.
+    pub max_prefill_tokens: u64,
+    /// The user's cap on running requests, if any (the memory model derives the effective one).
+    pub max_running_requests: Option<u64>,
+    /// Largest decode batch that replays a CUDA graph.
+    pub cuda_graph_max_bs: u64,
+    /// Captured decode batch sizes, ascending.
+    pub capture_batch_sizes: Vec<u64>,
+    /// Overlap scheduler.
+    pub overlap_schedule: OverlapSchedule,
+    /// Mixed prefill+decode batches.
+    pub enable_mixed_chunk: bool,
+    /// Radix (prefix) cache off.
+    pub disable_radix_cache: bool,
+    /// Tokens per KV page.
+    pub page_size: u64,
+    /// Tokens per streamed chunk.
+    pub stream_interval: u64,
+    /// MoE all-to-all backend.
+    pub moe_a2a_backend: MoeA2aBackend,
+    /// KV cache element type.
+    pub kv_cache_dtype: KvDtype,
+}
+
+impl ResolvedServerArgs {
+    /// The captured batch size a decode batch of `batch_size` is padded to, or `None` when it runs eagerly.
+    pub fn padded_graph_batch(&self, batch_size: u64) -> Option<u64> {
+        let index = self.capture_batch_sizes.partition_point(|&size| size < batch_size);
+        self.capture_batch_sizes.get(index).copied()
+    }
+}
+
+/// SGLang's rule for `mem_fraction_static` when the flag is absent (v0.5.x):
+/// reserve 512 MiB + max(chunk, 2048) × 1.5 MiB + graph max bs × 2 MiB + tp/8 GiB
+/// (+ graph max bs × dp × 3 MiB with DP attention), at least 10 GiB on GPUs above 60 GiB.
+pub fn default_mem_fraction_static(gpu: &GpuSpec, mapping: &ParallelMapping, chunk_tokens: u64, cuda_graph_max_bs: u64) -> f64 {
+    const MIB: f64 = 1_048_576.0;
+    let mut reserved_bytes = 512.0 * MIB
+        + chunk_tokens.max(2048) as f64 * 1.5 * MIB
+        + cuda_graph_max_bs as f64 * 2.0 * MIB
+        + f64::from(mapping.tp()) / 8.0 * GIB;
+    if mapping.dp_attention() {
+        reserved_bytes += cuda_graph_max_bs as f64 * f64::from(mapping.dp()) * 3.0 * MIB;
+    }
+    if gpu.memory_gib() > 60.0 {
+        reserved_bytes = reserved_bytes.max(10.0 * GIB);
+    }
+    ((gpu.memory_bytes - reserved_bytes) / gpu.memory_bytes).clamp(0.05, 0.95)
+}
+
+/// CUDA-graph capture sizes: `[1, 2, 4, 8, 12] + range(16, 257, 8) + range(272, 512, 16) + range(512, max + 1, 32)`, capped at `max_bs`.
+pub fn capture_batch_sizes(max_bs: u64) -> Vec<u64> {
+    let mut sizes: Vec<u64> = vec![1, 2, 4, 8, 12];
+    sizes.extend((16..=256).step_by(8));
+    sizes.extend((272..512).step_by(16));
+    sizes.extend((512..=max_bs.max(512)).step_by(32));
+    sizes.retain(|&size| size <= max_bs);
+    if sizes.last() != Some(&max_bs) && max_bs > 0 {
+        sizes.push(max_bs);
+    }
+    sizes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_sizes_follow_sglang_schedule() {
+        let sizes = capture_batch_sizes(512);
+        assert_eq!(&sizes[..7], &[1, 2, 4, 8, 12, 16, 24]);
+        assert!(sizes.contains(&256) && sizes.contains(&272) && sizes.contains(&496) && sizes.contains(&512));
+        assert!(!sizes.contains(&264));
+        assert_eq!(capture_batch_sizes(160).last(), Some(&160));
+        assert_eq!(capture_batch_sizes(10), vec![1, 2, 4, 8, 10]);
+    }
+
+    #[test]
+    fn decode_batches_pad_up_to_the_next_captured_size() {
+        let catalog = crate::model::gpu::GpuCatalog::builtin().unwrap();
+        let model = crate::model::model_catalog::find_bundled_spec("Qwen3-8B").unwrap().unwrap();
+        let mapping = ParallelMapping::new(&model, 1, 1, 1).unwrap();
+        let resolved = ServerArgs::sglang_defaults()
+            .resolve(catalog.find("h100-sxm").unwrap(), &mapping)
+            .unwrap();
+        assert_eq!(resolved.cuda_graph_max_bs, 256);
+        assert_eq!(resolved.padded_graph_batch(3), Some(4));
+        assert_eq!(resolved.padded_graph_batch(17), Some(24));
+        assert_eq!(resolved.padded_graph_batch(256), Some(256));
+        assert_eq!(resolved.padded_graph_batch(257), None);
+        assert!(
+            (0.8..0.9).contains(&resolved.mem_fraction_static),
+            "{}",
+            resolved.mem_fraction_static
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let catalog = crate::model::gpu::GpuCatalog::builtin().unwrap();
+        let model = crate::model::model_catalog::find_bundled_spec("Qwen3-8B").unwrap().unwrap();
+        let mapping = ParallelMapping::new(&model, 1, 1, 1).unwrap();
+        let mut args = ServerArgs::sglang_defaults();
+        args.mem_fraction_static = Some(1.2);
+        let error = args.resolve(catalog.find("h100").unwrap(), &mapping).unwrap_err().to_string();
+        assert!(error.contains("--mem-fraction-static") && error.contains("1.2"), "{error}");
+    }
+}

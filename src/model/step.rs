@@ -1,0 +1,252 @@
+//! Forward-pass step times of one engine: ops described, costed and summed, plus framework time.
+//!
+//! [`StepModel`] owns one configuration (model, GPU, mapping, resolved SGLang flags, coefficients)
+//! and answers "how long does this forward take?" for the batches the scheduler forms, one
+//! [`RankBatch`] per DP-attention rank. Framework time: a decode batch up to `cuda_graph_max_bs` is
+//! padded to the next captured size and replayed as a CUDA graph; anything else launches its
+//! kernels eagerly, and the GPU cannot run faster than the CPU launches them. Scheduler CPU time
+//! hides behind the GPU with the overlap scheduler and adds to it without.
+
+use super::arch::ModelSpec;
+use super::coefficients::Coefficients;
+use super::cost::{cost_op, OpCost};
+use super::error::{Error, Result};
+use super::gpu::GpuSpec;
+use super::mapping::ParallelMapping;
+use super::memory::MemoryPlan;
+use super::ops::{describe_attention, describe_head, describe_mlp, ExtendRequest, Op, RankBatch};
+use super::server_args::{OverlapSchedule, ResolvedServerArgs, ServerArgs};
+
+/// The time of one forward pass, seconds, with its parts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepCost {
+    /// Wall time of the iteration as the scheduler sees it.
+    pub total_s: f64,
+    /// GPU time of the forward (slowest rank's attention plus the shared MLP and head).
+    pub gpu_s: f64,
+    /// Compute-bound part of the GPU time.
+    pub compute_s: f64,
+    /// Memory-bound part of the GPU time.
+    pub memory_s: f64,
+    /// Communication part of the GPU time.
+    pub comm_s: f64,
+    /// Kernel-floor and launch part of the GPU time.
+    pub overhead_s: f64,
+    /// Whether the forward replayed a CUDA graph.
+    pub cuda_graph: bool,
+}
+
+/// Everything needed to time forwards of one engine configuration.
+#[derive(Debug, Clone)]
+pub struct StepModel {
+    model: ModelSpec,
+    gpu: GpuSpec,
+    mapping: ParallelMapping,
+    args: ResolvedServerArgs,
+    coefficients: Coefficients,
+    memory: MemoryPlan,
+}
+
+/// The inputs of a [`StepModel`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The model.
+    pub model: ModelSpec,
+    /// The GPU.
+    pub gpu: GpuSpec,
+    /// `--tp`, `--dp`, `--ep`.
+    pub mapping: ParallelMapping,
+    /// SGLang flags as given.
+    pub server_args: ServerArgs,
+    /// Cost-model coefficients.
+    pub coefficients: Coefficients,
+}
+
+impl StepModel {
+    /// Resolves flags and memory; fails when the configuration does not fit in GPU memory.
+    pub fn new(config: EngineConfig) -> Result<StepModel> {
+        let step_model = StepModel::new_unchecked(config)?;
+        if let Some(reason) = step_model.memory.shortfall() {
+            return Err(Error::DoesNotFit { reason });
+        }
+        Ok(step_model)
+    }
+
+    /// Like [`StepModel::new`] but keeps a configuration that does not fit, so its memory plan can be reported.
+    pub fn new_unchecked(config: EngineConfig) -> Result<StepModel> {
+        config.coefficients.validate()?;
+        let args = config.server_args.resolve(&config.gpu, &config.mapping)?;
+        let memory = MemoryPlan::new(&config.model, &config.gpu, &config.mapping, &args, &config.coefficients);
+        Ok(StepModel {
+            model: config.model,
+            gpu: config.gpu,
+            mapping: config.mapping,
+            args,
+            coefficients: config.coefficients,
+            memory,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &ModelSpec {
+        &self.model
+    }
+
+    /// The GPU.
+    pub fn gpu(&self) -> &GpuSpec {
+        &self.gpu
+    }
+
+    /// The mapping.
+    pub fn mapping(&self) -> &ParallelMapping {
+        &self.mapping
+    }
+
+    /// SGLang flags with defaults filled in.
+    pub fn args(&self) -> &ResolvedServerArgs {
+        &self.args
+    }
+
+    /// The coefficients.
+    pub fn coefficients(&self) -> &Coefficients {
+        &self.coefficients
+    }
+
+    /// Weights, KV capacity and request limits.
+    pub fn memory(&self) -> &MemoryPlan {
+        &self.memory
+    }
+
+    /// Times one iteration; `ranks` holds one batch per DP-attention rank (one entry without DP attention).
+    pub fn forward(&self, ranks: &[RankBatch<'_>]) -> StepCost {
+        let any_extend = ranks.iter().any(|r| matches!(r, RankBatch::Extend(_)));
+        let max_decode_batch = ranks
+            .iter()
+            .map(|r| if let RankBatch::Decode(c) = r { c.len() as u64 } else { 0 })
+            .max()
+            .unwrap_or(0);
+        // DP-attention ranks pad to a common batch so that the CUDA graph has one shape.
+        let graph_batch = if any_extend {
+            None
+        } else {
+            self.args.padded_graph_batch(max_decode_batch.max(1))
+        };
+        let mut ops: Vec<Op<'_>> = Vec::with_capacity(32);
+        let mut slowest_attention = OpCost::default();
+        let mut global_tokens = 0u64;
+        let mut local_tokens = 0u64;
+        let mut n_logit_rows = 0u64;
+        let mut n_requests = 0u64;
+        for batch in ranks {
+            let m_tokens = match (batch, graph_batch) {
+                (RankBatch::Decode(_) | RankBatch::Idle, Some(padded)) => padded,
+                (RankBatch::Idle, None) if self.mapping.dp_attention() => 1,
+                _ => batch.n_tokens(),
+            };
+            ops.clear();
+            describe_attention(
+                &self.model,
+                &self.mapping,
+                self.memory.kv_bytes_per_token_per_layer,
+                *batch,
+                m_tokens,
+                &mut ops,
+            );
+            let mut attention = OpCost::default();
+            for op in &ops {
+                attention.add(&cost_op(op, &self.gpu, &self.coefficients));
+            }
+            if attention.total_s() > slowest_attention.total_s() {
+                slowest_attention = attention;
+            }
+            global_tokens += m_tokens;
+            local_tokens = local_tokens.max(m_tokens);
+            n_requests = n_requests.max(batch.n_requests());
+            n_logit_rows = n_logit_rows.max(match batch {
+                RankBatch::Extend(requests) => requests.len() as u64,
+                _ => m_tokens,
+            });
+        }
+        if global_tokens == 0 {
+            return StepCost::default();
+        }
+        ops.clear();
+        let small_kernels = self.coefficients.kernels_per_layer;
+        describe_mlp(
+            &self.model,
+            &self.mapping,
+            &self.args,
+            global_tokens,
+            local_tokens,
+            small_kernels,
+            &mut ops,
+        );
+        describe_head(&self.model, &self.mapping, local_tokens, n_logit_rows, &mut ops);
+        let mut gpu = slowest_attention;
+        for op in &ops {
+            gpu.add(&cost_op(op, &self.gpu, &self.coefficients));
+        }
+        let mut overhead_s = gpu.floor_s;
+        let mut gpu_s = gpu.total_s();
+        if graph_batch.is_some() {
+            let replay_s = self.coefficients.graph_replay_us * 1e-6;
+            gpu_s += replay_s;
+            overhead_s += replay_s;
+        } else {
+            let launch_s = gpu.n_kernels * self.coefficients.eager_launch_us * 1e-6;
+            if launch_s > gpu_s {
+                overhead_s += launch_s - gpu_s;
+                gpu_s = launch_s;
+            }
+        }
+        if any_extend {
+            let fixed_s = self.coefficients.prefill_fixed_ms * 1e-3;
+            gpu_s += fixed_s;
+            overhead_s += fixed_s;
+        }
+        let cpu_s = self.coefficients.step_cpu_ms * 1e-3 + n_requests as f64 * self.coefficients.step_cpu_per_req_us * 1e-6;
+        let total_s = match self.args.overlap_schedule {
+            OverlapSchedule::On => gpu_s.max(cpu_s),
+            OverlapSchedule::Off => gpu_s + cpu_s,
+        };
+        StepCost {
+            total_s,
+            gpu_s,
+            compute_s: gpu.compute_s,
+            memory_s: gpu.memory_s,
+            comm_s: gpu.comm_s,
+            overhead_s,
+            cuda_graph: graph_batch.is_some(),
+        }
+    }
+
+    /// Prefill of one request of `isl` tokens alone, in chunks of `chunked_prefill_size`, seconds.
+    pub fn prefill_s(&self, isl: u64) -> f64 {
+        let chunk = self.args.chunked_prefill_size.unwrap_or(isl.max(1));
+        let mut done = 0;
+        let mut total_s = 0.0;
+        let idle = vec![RankBatch::Idle; self.mapping.dp() as usize - 1];
+        while done < isl {
+            let new_tokens = chunk.min(isl - done);
+            let requests = [ExtendRequest {
+                new_tokens,
+                cached_tokens: done,
+            }];
+            let mut ranks = vec![RankBatch::Extend(&requests)];
+            ranks.extend_from_slice(&idle);
+            total_s += self.forward(&ranks).total_s;
+            done += new_tokens;
+        }
+        total_s
+    }
+
+    /// One decode step of `batch` requests per DP rank, each with `context` tokens in KV, seconds.
+    pub fn decode_step_s(&self, batch: u64, context: u64) -> StepCost {
+        let contexts = vec![context; batch as usize];
+        let ranks = vec![RankBatch::Decode(&contexts); self.mapping.dp() as usize];
+        self.forward(&ranks)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! Hand-computed scheduler scenarios with exact expected timelines.
+//!
+//! The step timer is a fake: every iteration with a prefill on any rank takes 10 ms, every
+//! decode-only iteration 1 ms, so each expected time below can be derived by hand from SGLang's rules.
+
+use super::cluster::{simulate, Deployment, EngineSpec, Role, SimOptions, StepTimer, TransferLink};
+use super::metrics::RequestRecord;
+use super::scheduler::SchedulerConfig;
+use super::workload::{Arrivals, RequestSpec};
+use crate::model::ops::RankBatch;
+
+struct FakeTimer;
+
+impl StepTimer for FakeTimer {
+    fn step_s(&self, ranks: &[RankBatch<'_>]) -> f64 {
+        if ranks.iter().any(|r| matches!(r, RankBatch::Extend(_))) {
+            0.010
+        } else {
+            0.001
+        }
+    }
+}
+
+fn config(kv_capacity_tokens: u64, chunk: Option<u64>, ratios: (f64, f64)) -> SchedulerConfig {
+    SchedulerConfig {
+        kv_capacity_tokens,
+        max_running_requests: 16,
+        chunked_prefill_size: chunk,
+        max_prefill_tokens: 16_384,
+        page_size: 1,
+        enable_mixed_chunk: false,
+        radix_cache: false,
+        init_new_token_ratio: ratios.0,
+        min_new_token_ratio: ratios.1,
+        new_token_ratio_decay: 0.0,
+    }
+}
+
+fn engine(role: Role, scheduler: SchedulerConfig) -> EngineSpec<'static> {
+    EngineSpec {
+        role,
+        timer: &FakeTimer,
+        scheduler,
+        dp: 1,
+        n_gpus: 1,
+        stream_interval: 1,
+        kv_bytes_per_token_per_gpu: 1000.0,
+        first_token_overhead_s: 0.0005,
+    }
+}
+
+fn request(isl: u64, osl: u64) -> RequestSpec {
+    RequestSpec {
+        arrival_s: Some(0.0),
+        isl,
+        osl,
+        prefix_group: None,
+        shared_prefix_tokens: 0,
+        warmup: false,
+    }
+}
+
+/// Runs all requests at t = 0; returns (TTFT ms, E2E ms) per request sorted by E2E, and retractions.
+fn run(deployment: &Deployment<'_>, workload: &[RequestSpec]) -> (Vec<(f64, f64)>, u64) {
+    let options = SimOptions {
+        arrivals: Arrivals::AllAtOnce,
+        sla: None,
+        record_timeline: true,
+    };
+    let output = simulate(deployment, workload, options).unwrap();
+    let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
+    let mut records: Vec<(f64, f64)> = output
+        .records
+        .iter()
+        .map(|r: &RequestRecord| (round(r.ttft_ms()), round(r.e2e_ms())))
+        .collect();
+    records.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.total_cmp(&b.0)));
+    (records, output.n_retractions)
+}
+
+#[test]
+fn two_requests_one_chunked_prompt() {
+    // t=0: A (250 tokens) is chunked to 100; t=10: its second chunk; t=20: its last 50 tokens
+    // with B's whole 50-token prompt in the same batch; both first tokens at t=30. Decode steps of
+    // 1 ms: B (osl 2) ends at 31, A (osl 3) at 32.
+    let deployment = Deployment {
+        engines: vec![engine(Role::Aggregated, config(10_000, Some(100), (0.7, 0.1)))],
+        transfer: None,
+    };
+    let (records, retractions) = run(&deployment, &[request(250, 3), request(50, 2)]);
+    assert_eq!(records, vec![(30.0, 31.0), (30.0, 32.0)]);
+    assert_eq!(retractions, 0);
+}
+
+#[test]
+fn kv_full_retracts_the_request_with_fewest_tokens() {
+    // KV 100 tokens, three requests of 10 in / 40 out, new_token_ratio fixed at 0.3.
+    // t=0 prefill A (rem_total 100 > 50); t=10 prefill B (100 - 10 - 39*0.3 = 78.3 > 50);
+    // t=20 prefill C (100 - 20 - 78*0.3 = 56.6 > 50). Decode from t=30, 3 tokens per step:
+    // step 24 (t=53) finds 1 free token, retracts C (all have 24 tokens; the last one pops),
+    // A and B finish at t=69; C re-prefills 34 tokens (t=69..79) and decodes 15 steps to t=94.
+    let deployment = Deployment {
+        engines: vec![engine(Role::Aggregated, config(100, None, (0.3, 0.3)))],
+        transfer: None,
+    };
+    let (records, retractions) = run(&deployment, &[request(10, 40), request(10, 40), request(10, 40)]);
+    assert_eq!(retractions, 1);
+    assert_eq!(records, vec![(10.0, 69.0), (20.0, 69.0), (30.0, 94.0)]);
+}
+
+#[test]
+fn disaggregated_transfer_then_decode() {
+    // Prefill 0..10 ms; KV of 100 tokens × 1000 B at 1e8 B/s = 1 ms plus 2 ms latency: transfer
+    // done at 13; the decode engine streams the first token 0.5 ms later, then decodes token 2 at
+    // 14 and token 3 at 15.
+    let deployment = Deployment {
+        engines: vec![
+            engine(Role::Prefill, config(10_000, None, (0.7, 0.1))),
+            engine(Role::Decode, config(10_000, None, (0.7, 0.1))),
+        ],
+        transfer: Some(TransferLink {
+            bytes_per_s: 1e8,
+            latency_s: 0.002,
+        }),
+    };
+    let (records, _) = run(&deployment, &[request(100, 3)]);
+    assert_eq!(records, vec![(13.5, 15.0)]);
+}
+
+#[test]
+fn closed_loop_keeps_concurrency_and_same_seed_same_output() {
+    let deployment = Deployment {
+        engines: vec![engine(Role::Aggregated, config(10_000, Some(64), (0.7, 0.1)))],
+        transfer: None,
+    };
+    let workload: Vec<RequestSpec> = (0..12)
+        .map(|i| RequestSpec {
+            arrival_s: None,
+            ..request(40 + i, 5)
+        })
+        .collect();
+    let options = SimOptions {
+        arrivals: Arrivals::Closed { concurrency: 3 },
+        sla: None,
+        record_timeline: true,
+    };
+    let first = simulate(&deployment, &workload, options).unwrap();
+    let second = simulate(&deployment, &workload, options).unwrap();
+    assert_eq!(first.metrics, second.metrics);
+    assert_eq!(first.metrics.n_requests, 12);
+    assert!(first.timeline.iter().all(|r| r.batch_size <= 3), "more than 3 requests in flight");
+}
+
+#[test]
+fn oversized_request_is_refused() {
+    let deployment = Deployment {
+        engines: vec![engine(Role::Aggregated, config(100, None, (0.7, 0.1)))],
+        transfer: None,
+    };
+    let options = SimOptions {
+        arrivals: Arrivals::AllAtOnce,
+        sla: None,
+        record_timeline: false,
+    };
+    let error = simulate(&deployment, &[request(90, 20)], options).unwrap_err().to_string();
+    assert!(error.contains("does not fit the KV pool of 100"), "{error}");
+}
