@@ -14,7 +14,7 @@ use super::error::{Error, Result};
 use super::gpu::GpuSpec;
 use super::mapping::ParallelMapping;
 use super::memory::MemoryPlan;
-use super::ops::{describe_attention, describe_head, describe_mlp, ExtendRequest, Op, RankBatch};
+use super::ops::{describe_attention, describe_head, describe_mlp, ExtendRequest, Op, OpKind, RankBatch};
 use super::server_args::{OverlapSchedule, ResolvedServerArgs, ServerArgs};
 
 /// The time of one forward pass, seconds, with its parts.
@@ -45,6 +45,9 @@ pub struct StepModel {
     args: ResolvedServerArgs,
     coefficients: Coefficients,
     memory: MemoryPlan,
+    /// Per captured decode batch size: the cost of everything but the attention core (which depends
+    /// on each request's context), so that a CUDA-graph decode step costs one op per rank.
+    decode_templates: Vec<OpCost>,
 }
 
 /// The inputs of a [`StepModel`].
@@ -77,14 +80,22 @@ impl StepModel {
         config.coefficients.validate()?;
         let args = config.server_args.resolve(&config.gpu, &config.mapping)?;
         let memory = MemoryPlan::new(&config.model, &config.gpu, &config.mapping, &args, &config.coefficients);
-        Ok(StepModel {
+        let mut step_model = StepModel {
             model: config.model,
             gpu: config.gpu,
             mapping: config.mapping,
             args,
             coefficients: config.coefficients,
             memory,
-        })
+            decode_templates: Vec::new(),
+        };
+        step_model.decode_templates = step_model
+            .args
+            .capture_batch_sizes
+            .iter()
+            .map(|&bs| step_model.decode_template(bs))
+            .collect();
+        Ok(step_model)
     }
 
     /// The model.
@@ -117,8 +128,128 @@ impl StepModel {
         &self.memory
     }
 
+    /// Cost of a CUDA-graph decode step of padded batch `padded` on every rank, attention core excluded.
+    fn decode_template(&self, padded: u64) -> OpCost {
+        let mut ops: Vec<Op<'_>> = Vec::with_capacity(32);
+        describe_attention(
+            &self.model,
+            &self.mapping,
+            self.memory.kv_bytes_per_token_per_layer,
+            RankBatch::Idle,
+            padded,
+            &mut ops,
+        );
+        let global_tokens = padded * u64::from(self.mapping.dp());
+        describe_mlp(
+            &self.model,
+            &self.mapping,
+            &self.args,
+            global_tokens,
+            padded,
+            self.coefficients.kernels_per_layer,
+            &mut ops,
+        );
+        describe_head(&self.model, &self.mapping, padded, padded, &mut ops);
+        let mut total = OpCost::default();
+        for op in &ops {
+            total.add(&cost_op(op, &self.gpu, &self.coefficients));
+        }
+        total
+    }
+
+    /// The attention-core cost of one rank's decode batch (what the templates leave out).
+    fn decode_attention_core<'a>(&self, batch: RankBatch<'a>, padded: u64, ops: &mut Vec<Op<'a>>) -> OpCost {
+        ops.clear();
+        describe_attention(
+            &self.model,
+            &self.mapping,
+            self.memory.kv_bytes_per_token_per_layer,
+            batch,
+            padded,
+            ops,
+        );
+        let mut core = OpCost::default();
+        for op in ops.iter().filter(|op| matches!(op.kind, OpKind::AttentionDecode { .. })) {
+            core.add(&cost_op(op, &self.gpu, &self.coefficients));
+        }
+        core
+    }
+
     /// Times one iteration; `ranks` holds one batch per DP-attention rank (one entry without DP attention).
     pub fn forward(&self, ranks: &[RankBatch<'_>]) -> StepCost {
+        if let Some(cost) = self.forward_graph_decode(ranks) {
+            return cost;
+        }
+        self.forward_general(ranks)
+    }
+
+    /// The fast path of [`StepModel::forward`] for CUDA-graph decode steps: a precomputed template
+    /// plus the slowest rank's attention core. Gives the same answer as the general path.
+    fn forward_graph_decode(&self, ranks: &[RankBatch<'_>]) -> Option<StepCost> {
+        let mut max_batch = 0u64;
+        for batch in ranks {
+            match batch {
+                RankBatch::Decode(contexts) => max_batch = max_batch.max(contexts.len() as u64),
+                RankBatch::Idle => {}
+                RankBatch::Extend(_) => return None,
+            }
+        }
+        if max_batch == 0 {
+            return None;
+        }
+        let index = self.args.capture_batch_sizes.partition_point(|&size| size < max_batch);
+        let padded = *self.args.capture_batch_sizes.get(index)?;
+        let mut ops: Vec<Op<'_>> = Vec::with_capacity(8);
+        let mut slowest_core = OpCost::default();
+        for batch in ranks {
+            let core = self.decode_attention_core(*batch, padded, &mut ops);
+            if core.total_s() > slowest_core.total_s() {
+                slowest_core = core;
+            }
+        }
+        let mut gpu = self.decode_templates[index];
+        gpu.add(&slowest_core);
+        Some(self.finish_step(gpu, true, false, max_batch))
+    }
+
+    /// Adds framework time (graph replay or eager launches, prefill fixed cost, scheduler CPU) to GPU op time.
+    fn finish_step(&self, gpu: OpCost, cuda_graph: bool, any_extend: bool, n_requests: u64) -> StepCost {
+        let mut overhead_s = gpu.floor_s;
+        let mut gpu_s = gpu.total_s();
+        if cuda_graph {
+            let replay_s = self.coefficients.graph_replay_us * 1e-6;
+            gpu_s += replay_s;
+            overhead_s += replay_s;
+        } else {
+            let launch_s = gpu.n_kernels * self.coefficients.eager_launch_us * 1e-6;
+            if launch_s > gpu_s {
+                overhead_s += launch_s - gpu_s;
+                gpu_s = launch_s;
+            }
+        }
+        if any_extend {
+            let fixed_s = self.coefficients.prefill_fixed_ms * 1e-3;
+            gpu_s += fixed_s;
+            overhead_s += fixed_s;
+        }
+        let cpu_s = self.coefficients.step_cpu_ms * 1e-3 + n_requests as f64 * self.coefficients.step_cpu_per_req_us * 1e-6;
+        let total_s = match self.args.overlap_schedule {
+            OverlapSchedule::On => gpu_s.max(cpu_s),
+            OverlapSchedule::Off => gpu_s + cpu_s,
+        };
+        StepCost {
+            total_s,
+            gpu_s,
+            compute_s: gpu.compute_s,
+            memory_s: gpu.memory_s,
+            comm_s: gpu.comm_s,
+            overhead_s,
+            cuda_graph,
+        }
+    }
+
+    /// The general path of [`StepModel::forward`]: every op of every rank described and costed.
+    pub fn forward_general(&self, ranks: &[RankBatch<'_>]) -> StepCost {
         let any_extend = ranks.iter().any(|r| matches!(r, RankBatch::Extend(_)));
         let max_decode_batch = ranks
             .iter()
@@ -186,38 +317,7 @@ impl StepModel {
         for op in &ops {
             gpu.add(&cost_op(op, &self.gpu, &self.coefficients));
         }
-        let mut overhead_s = gpu.floor_s;
-        let mut gpu_s = gpu.total_s();
-        if graph_batch.is_some() {
-            let replay_s = self.coefficients.graph_replay_us * 1e-6;
-            gpu_s += replay_s;
-            overhead_s += replay_s;
-        } else {
-            let launch_s = gpu.n_kernels * self.coefficients.eager_launch_us * 1e-6;
-            if launch_s > gpu_s {
-                overhead_s += launch_s - gpu_s;
-                gpu_s = launch_s;
-            }
-        }
-        if any_extend {
-            let fixed_s = self.coefficients.prefill_fixed_ms * 1e-3;
-            gpu_s += fixed_s;
-            overhead_s += fixed_s;
-        }
-        let cpu_s = self.coefficients.step_cpu_ms * 1e-3 + n_requests as f64 * self.coefficients.step_cpu_per_req_us * 1e-6;
-        let total_s = match self.args.overlap_schedule {
-            OverlapSchedule::On => gpu_s.max(cpu_s),
-            OverlapSchedule::Off => gpu_s + cpu_s,
-        };
-        StepCost {
-            total_s,
-            gpu_s,
-            compute_s: gpu.compute_s,
-            memory_s: gpu.memory_s,
-            comm_s: gpu.comm_s,
-            overhead_s,
-            cuda_graph: graph_batch.is_some(),
-        }
+        self.finish_step(gpu, graph_batch.is_some(), any_extend, n_requests)
     }
 
     /// Prefill of one request of `isl` tokens alone, in chunks of `chunked_prefill_size`, seconds.

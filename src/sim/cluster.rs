@@ -383,7 +383,12 @@ impl Simulation<'_, '_> {
         }
         let first_token_time = now.after_secs(spec.first_token_overhead_s);
         let engine = &mut self.engines[engine_idx];
-        let works: Vec<RankWork> = engine.ranks.iter_mut().map(|rank| rank.next_batch(&mut self.requests)).collect();
+        let works: Vec<RankWork> = engine
+            .ranks
+            .iter_mut()
+            .zip(engine.contexts.iter_mut())
+            .map(|(rank, contexts)| rank.next_batch(&mut self.requests, contexts))
+            .collect();
         for request_idx in streamed_first {
             self.emit_tokens(first_token_time, request_idx, 0);
         }
@@ -397,14 +402,11 @@ impl Simulation<'_, '_> {
         let mut any_prefill = false;
         let mut any_mixed = false;
         for (rank_idx, work) in works.iter().enumerate() {
-            let contexts = &mut engine.contexts[rank_idx];
             let extends = &mut engine.extends[rank_idx];
-            contexts.clear();
             extends.clear();
             match work {
                 RankWork::Idle => {}
                 RankWork::Decode(running) => {
-                    contexts.extend(running.iter().map(|&i| self.requests[i].kv_tokens - 1));
                     batch_size += running.len() as u64;
                     tokens += running.len() as u64;
                 }
@@ -474,14 +476,11 @@ impl Simulation<'_, '_> {
         for (rank_idx, work) in works.into_iter().enumerate() {
             match work {
                 RankWork::Idle => {}
-                RankWork::Decode(running) => {
-                    for request_idx in running {
-                        self.advance_decode(now, engine_idx, rank_idx, request_idx);
-                    }
-                }
+                RankWork::Decode(running) => self.advance_decode_batch(now, engine_idx, rank_idx, &running),
                 RankWork::Prefill { chunks, mixed } => {
+                    let interval = self.deployment.engines[engine_idx].stream_interval;
                     for request_idx in mixed {
-                        self.advance_decode(now, engine_idx, rank_idx, request_idx);
+                        self.advance_decode(now, engine_idx, rank_idx, request_idx, interval);
                     }
                     for (request_idx, new_tokens, _) in chunks {
                         let complete =
@@ -494,7 +493,7 @@ impl Simulation<'_, '_> {
                                 let request = &mut self.requests[request_idx];
                                 request.generated += 1;
                                 self.emit_tokens(now, request_idx, 1);
-                                if self.requests[request_idx].generated >= self.requests[request_idx].spec.osl {
+                                if self.requests[request_idx].generated >= self.requests[request_idx].osl {
                                     self.finish(now, engine_idx, rank_idx, request_idx);
                                 } else {
                                     self.requests[request_idx].state = RequestState::Running;
@@ -528,14 +527,54 @@ impl Simulation<'_, '_> {
         self.start_step(now, engine_idx);
     }
 
-    fn advance_decode(&mut self, now: SimTime, engine_idx: usize, rank_idx: usize, request_idx: usize) {
+    /// One token for every request of a decode batch. With one token per chunk, requests whose
+    /// previous chunk came at the same time share a gap, which is recorded once per run of them.
+    fn advance_decode_batch(&mut self, now: SimTime, engine_idx: usize, rank_idx: usize, running: &[usize]) {
+        let interval = self.deployment.engines[engine_idx].stream_interval;
+        if interval != 1 {
+            for &request_idx in running {
+                self.advance_decode(now, engine_idx, rank_idx, request_idx, interval);
+            }
+            return;
+        }
+        let mut pending_gap_ns = 0u64;
+        let mut pending_count = 0u64;
+        for &request_idx in running {
+            let request = &mut self.requests[request_idx];
+            if request.state != RequestState::Running {
+                continue;
+            }
+            request.generated += 1;
+            if request.first_token.is_none() {
+                self.emit_tokens_every(now, request_idx, 1, interval);
+            } else {
+                if !request.warmup {
+                    let gap_ns = now.0 - request.last_chunk.0;
+                    if gap_ns != pending_gap_ns {
+                        self.gaps.record_ns(pending_gap_ns, pending_count);
+                        pending_gap_ns = gap_ns;
+                        pending_count = 0;
+                    }
+                    pending_count += 1;
+                }
+                request.last_chunk = now;
+                request.unstreamed_tokens = 0;
+            }
+            if self.requests[request_idx].generated >= self.requests[request_idx].osl {
+                self.finish(now, engine_idx, rank_idx, request_idx);
+            }
+        }
+        self.gaps.record_ns(pending_gap_ns, pending_count);
+    }
+
+    fn advance_decode(&mut self, now: SimTime, engine_idx: usize, rank_idx: usize, request_idx: usize, interval: u64) {
         let request = &mut self.requests[request_idx];
         if request.state != RequestState::Running {
             return;
         }
         request.generated += 1;
-        self.emit_tokens(now, request_idx, 1);
-        if self.requests[request_idx].generated >= self.requests[request_idx].spec.osl {
+        self.emit_tokens_every(now, request_idx, 1, interval);
+        if self.requests[request_idx].generated >= self.requests[request_idx].osl {
             self.finish(now, engine_idx, rank_idx, request_idx);
         }
     }
@@ -543,6 +582,10 @@ impl Simulation<'_, '_> {
     /// Streams tokens to the client as `--stream-interval` chunks and records the gaps.
     fn emit_tokens(&mut self, now: SimTime, request_idx: usize, n_new: u64) {
         let interval = self.deployment.engines[self.requests[request_idx].placement.0].stream_interval;
+        self.emit_tokens_every(now, request_idx, n_new, interval);
+    }
+
+    fn emit_tokens_every(&mut self, now: SimTime, request_idx: usize, n_new: u64, interval: u64) {
         let request = &mut self.requests[request_idx];
         if request.first_token.is_none() {
             request.first_token = Some(now);
@@ -551,12 +594,16 @@ impl Simulation<'_, '_> {
             return;
         }
         request.unstreamed_tokens += n_new;
-        let done = request.generated >= request.spec.osl;
+        let done = request.generated >= request.osl;
         if request.unstreamed_tokens >= interval || (done && request.unstreamed_tokens > 0) {
-            let gap_ms = now.ms_since(request.last_chunk);
-            if !request.spec.warmup {
-                self.gaps
-                    .record(gap_ms / request.unstreamed_tokens as f64, request.unstreamed_tokens);
+            if !request.warmup {
+                let gap_ns = now.0 - request.last_chunk.0;
+                let per_token_ns = if request.unstreamed_tokens == 1 {
+                    gap_ns
+                } else {
+                    gap_ns / request.unstreamed_tokens
+                };
+                self.gaps.record_ns(per_token_ns, request.unstreamed_tokens);
             }
             request.last_chunk = now;
             request.unstreamed_tokens = 0;
@@ -616,7 +663,7 @@ impl Simulation<'_, '_> {
         let request = &mut self.requests[request_idx];
         request.kv_tokens = request.spec.isl;
         request.prefilled = request.spec.isl;
-        if request.generated >= request.spec.osl {
+        if request.generated >= request.osl {
             // A one-token request: the decode engine only streams the token the prefill sampled.
             let first_token = now.after_secs(self.deployment.engines[decode_idx].first_token_overhead_s);
             self.emit_tokens(first_token, request_idx, 0);

@@ -41,49 +41,57 @@ impl RequestRecord {
     }
 }
 
-/// Log-bucketed histogram of inter-token gaps in ms: exact count and mean, percentiles within 0.5%.
+/// Log-bucketed histogram of inter-token gaps: exact count and mean, percentiles within 0.5%.
+///
+/// Gaps are recorded in integer nanoseconds; every request of a decode batch sees the same gap,
+/// so the last bucket is reused without recomputing a logarithm.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GapHistogram {
     counts: Vec<u64>,
     n_gaps: u64,
-    sum_ms: f64,
-    last_gap_ms: f64,
+    sum_ns: u128,
+    last_gap_ns: u64,
     last_bucket: usize,
 }
 
 const BUCKETS_PER_DOUBLING: f64 = 140.0;
-const MIN_GAP_MS: f64 = 1e-3;
+const MIN_GAP_NS: f64 = 1e3;
 
 impl Default for GapHistogram {
     fn default() -> Self {
         GapHistogram {
             counts: vec![0; 4096],
             n_gaps: 0,
-            sum_ms: 0.0,
-            last_gap_ms: f64::NAN,
+            sum_ns: 0,
+            last_gap_ns: u64::MAX,
             last_bucket: 0,
         }
     }
 }
 
 impl GapHistogram {
-    /// Records `count` gaps of `gap_ms` each.
-    pub fn record(&mut self, gap_ms: f64, count: u64) {
+    /// Records `count` gaps of `gap_ns` nanoseconds each.
+    pub fn record_ns(&mut self, gap_ns: u64, count: u64) {
         if count == 0 {
             return;
         }
-        // Every request of a decode batch sees the same gap: reuse the last bucket.
-        let bucket = if gap_ms == self.last_gap_ms {
+        let bucket = if gap_ns == self.last_gap_ns {
             self.last_bucket
         } else {
-            let bucket = (((gap_ms.max(MIN_GAP_MS) / MIN_GAP_MS).log2() * BUCKETS_PER_DOUBLING) as usize).min(self.counts.len() - 1);
-            self.last_gap_ms = gap_ms;
+            let bucket = (((gap_ns as f64).max(MIN_GAP_NS) / MIN_GAP_NS).log2() * BUCKETS_PER_DOUBLING) as usize;
+            let bucket = bucket.min(self.counts.len() - 1);
+            self.last_gap_ns = gap_ns;
             self.last_bucket = bucket;
             bucket
         };
         self.counts[bucket] += count;
         self.n_gaps += count;
-        self.sum_ms += gap_ms * count as f64;
+        self.sum_ns += u128::from(gap_ns) * u128::from(count);
+    }
+
+    /// Records `count` gaps of `gap_ms` milliseconds each.
+    pub fn record(&mut self, gap_ms: f64, count: u64) {
+        self.record_ns((gap_ms * 1e6).round().max(0.0) as u64, count);
     }
 
     /// Gaps recorded.
@@ -101,7 +109,7 @@ impl GapHistogram {
         if self.n_gaps == 0 {
             0.0
         } else {
-            self.sum_ms / self.n_gaps as f64
+            self.sum_ns as f64 / self.n_gaps as f64 * 1e-6
         }
     }
 
@@ -115,7 +123,7 @@ impl GapHistogram {
         for (bucket, count) in self.counts.iter().enumerate() {
             seen += count;
             if seen >= rank {
-                return MIN_GAP_MS * ((bucket as f64 + 0.5) / BUCKETS_PER_DOUBLING).exp2();
+                return MIN_GAP_NS * ((bucket as f64 + 0.5) / BUCKETS_PER_DOUBLING).exp2() * 1e-6;
             }
         }
         self.mean_ms()
@@ -304,7 +312,7 @@ mod tests {
         for i in 1..=1000 {
             histogram.record(i as f64 * 0.1, 1);
         }
-        assert!((histogram.mean_ms() - 50.05).abs() < 1e-9);
+        assert!((histogram.mean_ms() - 50.05).abs() < 1e-6);
         let p50 = histogram.quantile_ms(0.5);
         assert!((p50 / 50.0 - 1.0).abs() < 0.006, "{p50}");
         let p99 = histogram.quantile_ms(0.99);

@@ -23,26 +23,34 @@ pub enum RequestState {
 }
 
 /// One request and its progress.
+///
+/// The fields touched on every decode step come first (`repr(C)`), so that a decode batch walks
+/// one cache line per request.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct Request {
-    /// What the client asked for.
-    pub spec: RequestSpec,
-    /// Where it is.
-    pub state: RequestState,
-    /// When the client sent it.
-    pub sent: SimTime,
-    /// Prompt tokens in KV (on the engine currently holding it).
-    pub prefilled: u64,
     /// Output tokens generated so far.
     pub generated: u64,
     /// KV tokens it holds on its current engine.
     pub kv_tokens: u64,
-    /// When the client got the first output chunk.
-    pub first_token: Option<SimTime>,
     /// When the client got the latest chunk.
     pub last_chunk: SimTime,
     /// Tokens generated since the latest chunk was streamed.
     pub unstreamed_tokens: u64,
+    /// Output tokens to generate (a copy of `spec.osl`).
+    pub osl: u64,
+    /// When the client got the first output chunk.
+    pub first_token: Option<SimTime>,
+    /// Where it is.
+    pub state: RequestState,
+    /// Whether it is a warm-up request (a copy of `spec.warmup`).
+    pub warmup: bool,
+    /// What the client asked for.
+    pub spec: RequestSpec,
+    /// When the client sent it.
+    pub sent: SimTime,
+    /// Prompt tokens in KV (on the engine currently holding it).
+    pub prefilled: u64,
     /// Engine index and rank it runs on (the decode engine once disaggregated).
     pub placement: (usize, usize),
     /// Prefill engine and rank (disaggregated only).
@@ -55,6 +63,8 @@ impl Request {
     /// A request not yet sent.
     pub fn new(spec: RequestSpec) -> Request {
         Request {
+            osl: spec.osl,
+            warmup: spec.warmup,
             spec,
             state: RequestState::Pending,
             sent: SimTime::ZERO,

@@ -143,7 +143,9 @@ impl RankScheduler {
     }
 
     /// `get_next_batch_to_run`: a prefill batch if one can be formed, else a decode step of the running batch.
-    pub fn next_batch(&mut self, requests: &mut RequestTable) -> RankWork {
+    ///
+    /// For a decode batch, `decode_contexts` receives each request's context (tokens in KV before this step).
+    pub fn next_batch(&mut self, requests: &mut RequestTable, decode_contexts: &mut Vec<u64>) -> RankWork {
         if let Some(work) = self.get_new_batch_prefill(requests) {
             return work;
         }
@@ -156,9 +158,12 @@ impl RankScheduler {
         if self.running.is_empty() {
             return RankWork::Idle;
         }
-        for &request_idx in &self.running {
-            requests[request_idx].kv_tokens += 1;
-        }
+        decode_contexts.clear();
+        decode_contexts.extend(self.running.iter().map(|&request_idx| {
+            let request = &mut requests[request_idx];
+            request.kv_tokens += 1;
+            request.kv_tokens - 1
+        }));
         self.kv_used_tokens += self.running.len() as u64;
         RankWork::Decode(self.running.clone())
     }
@@ -177,7 +182,7 @@ impl RankScheduler {
         let reserved: f64 = self
             .running
             .iter()
-            .map(|&i| (requests[i].spec.osl - requests[i].generated).min(CLIP_MAX_NEW_TOKENS) as f64 * self.new_token_ratio)
+            .map(|&i| (requests[i].osl - requests[i].generated).min(CLIP_MAX_NEW_TOKENS) as f64 * self.new_token_ratio)
             .sum();
         let mut rem_total = available - mixed_tokens as f64 - reserved;
         let mut cur_rem = available - mixed_tokens as f64;
@@ -310,7 +315,7 @@ impl RankScheduler {
             self.n_retractions += 1;
         }
         let generated: u64 = self.running.iter().map(|&i| requests[i].generated).sum();
-        let max_new: u64 = self.running.iter().map(|&i| requests[i].spec.osl).sum();
+        let max_new: u64 = self.running.iter().map(|&i| requests[i].osl).sum();
         self.new_token_ratio = ((generated + RETRACT_DECODE_STEPS * self.running.len() as u64) as f64 / (max_new + 1) as f64).min(1.0);
     }
 

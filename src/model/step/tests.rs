@@ -87,3 +87,30 @@ fn dp_attention_prefill_on_one_rank_stalls_all() {
     with_prefill[3] = RankBatch::Extend(&requests);
     assert!(step.forward(&with_prefill).total_s > 3.0 * step.forward(&decode_only).total_s);
 }
+
+#[test]
+fn graph_decode_fast_path_matches_the_general_path() {
+    for (model, gpu, tp, dp, ep) in [
+        ("Llama-3.1-8B-Instruct", "h100", 1, 1, 1),
+        ("gpt-oss-120b", "h100", 4, 1, 1),
+        ("DeepSeek-R1", "h200", 8, 8, 8),
+    ] {
+        let step = step_model(model, gpu, tp, dp, ep, None);
+        let short = vec![700u64; 5];
+        let long: Vec<u64> = (0..37).map(|i| 100 + 397 * i).collect();
+        let mut ranks = vec![RankBatch::Idle; dp as usize];
+        ranks[0] = RankBatch::Decode(&long);
+        if dp > 1 {
+            ranks[1] = RankBatch::Decode(&short);
+        }
+        let fast = step.forward(&ranks);
+        let general = step.forward_general(&ranks);
+        assert!(fast.cuda_graph && general.cuda_graph);
+        assert!(
+            (fast.total_s / general.total_s - 1.0).abs() < 1e-9,
+            "{model}: {} vs {}",
+            fast.total_s,
+            general.total_s
+        );
+    }
+}
