@@ -27,5 +27,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod calibrate;
 pub mod model;
 pub mod sim;

@@ -14,6 +14,7 @@ fn main() {
         Command::Predict(args) => run::predict(args),
         Command::Gpus(args) => run::gpus(args),
         Command::Models(args) => run::models(args),
+        Command::Validate(args) => run::validate(args),
     };
     let code = match result {
         Ok(Outcome::Done(text)) => {

@@ -22,6 +22,25 @@ pub enum Command {
     Gpus(ListArgs),
     /// List the bundled models.
     Models(ListArgs),
+    /// Compare predictions with measured rows (CSV) and report errors per metric and group.
+    Validate(ValidateArgs),
+}
+
+/// Flags of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Measurement rows: the dev-set schema, or model,gpu,tp,dp,ep,dtype,mode,isl,osl,concurrency,request_rate,batch,metric,value,unit.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Group statistics by these columns (comma-separated): gpu, model, mode, source, metric.
+    #[arg(long, value_delimiter = ',')]
+    pub group_by: Vec<String>,
+    /// Coefficient profile instead of the defaults.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Print one JSON object: groups, rows, unmodelled.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `gpus` and `models`.

@@ -4,8 +4,8 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use super::args::{ListArgs, PredictArgs};
-use super::plan::{predict_plan, PredictPlan};
+use super::args::{ListArgs, PredictArgs, ValidateArgs};
+use super::plan::{load_coefficients, predict_plan, PredictPlan};
 use super::report::{predict_report, predict_table, DoesNotFitReport, EngineReport};
 use sglsim::model::gpu::{GpuCatalog, GIB};
 use sglsim::model::model_catalog::{bundled_models, bundled_spec};
@@ -200,4 +200,55 @@ pub fn print(text: &str) -> Result<()> {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// `sglsim validate`.
+pub fn validate(args: &ValidateArgs) -> Result<Outcome> {
+    use sglsim::calibrate::measurements::parse_rows;
+    use sglsim::calibrate::validate::{validate, GROUP_COLUMNS};
+    for column in &args.group_by {
+        if !GROUP_COLUMNS.contains(&column.as_str()) {
+            anyhow::bail!("invalid --group-by column '{column}': one of {}", GROUP_COLUMNS.join(", "));
+        }
+    }
+    let text = std::fs::read_to_string(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
+    let rows = parse_rows(&text, &args.data.display().to_string())?;
+    let coefficients = load_coefficients(args.profile.as_deref())?;
+    let validation = validate(&rows, &coefficients, &args.group_by)?;
+    if args.json {
+        return Ok(Outcome::Done(serde_json::to_string_pretty(&validation)?));
+    }
+    let mut out = format!(
+        "{:<60} {:<10} {:>4} {:>10} {:>9} {:>13}\n",
+        "group", "metric", "n", "median APE", "p90 APE", "median signed"
+    );
+    for g in &validation.groups {
+        out.push_str(&format!(
+            "{:<60} {:<10} {:>4} {:>9.1}% {:>8.1}% {:>12.1}%\n",
+            g.group, g.metric, g.n, g.median_ape, g.p90_ape, g.median_signed
+        ));
+    }
+    out.push_str(&format!(
+        "\n{} rows compared, {} not modelled\n\n",
+        validation.rows.len(),
+        validation.unmodelled.len()
+    ));
+    out.push_str(&format!(
+        "{:>4} {:<34} {:<9} {:<22} {:>12} {:>12} {:>8}\n",
+        "row", "model", "gpu", "metric", "measured", "predicted", "error"
+    ));
+    for r in &validation.rows {
+        let model = r.model.rsplit('/').next().unwrap_or(&r.model);
+        out.push_str(&format!(
+            "{:>4} {:<34} {:<9} {:<22} {:>12.2} {:>12.2} {:>+7.1}%\n",
+            r.row, model, r.gpu, r.metric, r.measured, r.predicted, r.signed
+        ));
+    }
+    if !validation.unmodelled.is_empty() {
+        out.push_str("\nnot modelled:\n");
+        for u in &validation.unmodelled {
+            out.push_str(&format!("{:>4} {}\n", u.row, u.reason));
+        }
+    }
+    Ok(Outcome::Done(out))
 }
