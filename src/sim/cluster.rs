@@ -18,6 +18,7 @@ use super::scheduler::{RankScheduler, RankWork, SchedulerConfig, CLIP_MAX_NEW_TO
 use super::time::SimTime;
 use super::workload::{Arrivals, RequestSpec};
 use crate::model::ops::{ExtendRequest, RankBatch};
+use crate::model::server_args::OverlapSchedule;
 
 /// The one way the simulator reaches the cost model: the wall time of one lockstep iteration.
 pub trait StepTimer {
@@ -61,6 +62,9 @@ pub struct EngineSpec<'a> {
     pub kv_bytes_per_token_per_gpu: f64,
     /// Scheduler CPU time before a transferred request's first token is streamed, seconds.
     pub first_token_overhead_s: f64,
+    /// With the overlap scheduler the CPU forms batch k+1 while the GPU runs batch k, so a request
+    /// that arrives during a step is first seen when batch k+2 is formed.
+    pub overlap_schedule: OverlapSchedule,
 }
 
 /// The link KV travels over from prefill to decode engines.
@@ -145,6 +149,8 @@ struct EngineState {
     next_rank: usize,
     prealloc: Vec<VecDeque<usize>>,
     prebuilt: Vec<VecDeque<usize>>,
+    /// Requests that arrived while the CPU had already formed the next batch (overlap scheduler).
+    arrived_during_step: Vec<Vec<usize>>,
     bound_requests: Vec<u64>,
     contexts: Vec<Vec<u64>>,
     extends: Vec<Vec<ExtendRequest>>,
@@ -182,6 +188,7 @@ pub fn simulate(deployment: &Deployment<'_>, workload: &[RequestSpec], options: 
             next_rank: 0,
             prealloc: vec![VecDeque::new(); spec.dp],
             prebuilt: vec![VecDeque::new(); spec.dp],
+            arrived_during_step: vec![Vec::new(); spec.dp],
             bound_requests: vec![0; spec.dp],
             contexts: vec![Vec::new(); spec.dp],
             extends: vec![Vec::new(); spec.dp],
@@ -307,10 +314,22 @@ impl Simulation<'_, '_> {
             let engine = &mut self.engines[engine_idx];
             let rank = engine.next_rank % engine.ranks.len();
             engine.next_rank += 1;
-            engine.ranks[rank].waiting.push_back(request_idx);
             let request = &mut self.requests[request_idx];
             request.placement = (engine_idx, rank);
             request.state = RequestState::Waiting;
+            self.enqueue(now, engine_idx, rank, request_idx);
+        }
+    }
+
+    /// Puts a request in a rank's waiting queue, or, when the overlap scheduler has already formed the
+    /// next batch of a busy engine, where it will be seen at the following scheduling point.
+    fn enqueue(&mut self, now: SimTime, engine_idx: usize, rank: usize, request_idx: usize) {
+        let overlapped = self.deployment.engines[engine_idx].overlap_schedule == OverlapSchedule::On;
+        let engine = &mut self.engines[engine_idx];
+        if engine.busy && overlapped {
+            engine.arrived_during_step[rank].push(request_idx);
+        } else {
+            engine.ranks[rank].waiting.push_back(request_idx);
             self.wake(now, engine_idx);
         }
     }
@@ -353,11 +372,10 @@ impl Simulation<'_, '_> {
             let engine = &mut self.engines[prefill_idx];
             let rank = engine.next_rank % engine.ranks.len();
             engine.next_rank += 1;
-            engine.ranks[rank].waiting.push_back(request_idx);
             let request = &mut self.requests[request_idx];
             request.prefill_placement = Some((prefill_idx, rank));
             request.state = RequestState::Waiting;
-            self.wake(now, prefill_idx);
+            self.enqueue(now, prefill_idx, rank, request_idx);
         }
     }
 
@@ -383,12 +401,26 @@ impl Simulation<'_, '_> {
         }
         let first_token_time = now.after_secs(spec.first_token_overhead_s);
         let engine = &mut self.engines[engine_idx];
-        let works: Vec<RankWork> = engine
+        let mut works: Vec<RankWork> = engine
             .ranks
             .iter_mut()
             .zip(engine.contexts.iter_mut())
             .map(|(rank, contexts)| rank.next_batch(&mut self.requests, contexts))
             .collect();
+        // Requests that arrived during the last step become visible now: for the next batch when this
+        // one has work (the CPU runs one batch ahead), at once when the engine would otherwise idle.
+        let had_arrivals = engine.arrived_during_step.iter().any(|a| !a.is_empty());
+        for (rank, arrived) in engine.ranks.iter_mut().zip(engine.arrived_during_step.iter_mut()) {
+            rank.waiting.extend(arrived.drain(..));
+        }
+        if had_arrivals && works.iter().all(|w| *w == RankWork::Idle) {
+            works = engine
+                .ranks
+                .iter_mut()
+                .zip(engine.contexts.iter_mut())
+                .map(|(rank, contexts)| rank.next_batch(&mut self.requests, contexts))
+                .collect();
+        }
         for request_idx in streamed_first {
             self.emit_tokens(first_token_time, request_idx, 0);
         }

@@ -8,6 +8,7 @@ use super::metrics::RequestRecord;
 use super::scheduler::SchedulerConfig;
 use super::workload::{Arrivals, RequestSpec};
 use crate::model::ops::RankBatch;
+use crate::model::server_args::OverlapSchedule;
 
 struct FakeTimer;
 
@@ -46,6 +47,7 @@ fn engine(role: Role, scheduler: SchedulerConfig) -> EngineSpec<'static> {
         stream_interval: 1,
         kv_bytes_per_token_per_gpu: 1000.0,
         first_token_overhead_s: 0.0005,
+        overlap_schedule: OverlapSchedule::Off,
     }
 }
 
@@ -164,4 +166,36 @@ fn oversized_request_is_refused() {
     };
     let error = simulate(&deployment, &[request(90, 20)], options).unwrap_err().to_string();
     assert!(error.contains("does not fit the KV pool of 100"), "{error}");
+}
+
+#[test]
+fn overlap_scheduler_sees_a_new_request_one_batch_later() {
+    // A (10 in / 5 out) prefills 0..10 and decodes from 10 in 1 ms steps. B (10 in / 2 out) arrives
+    // at 10.5, during step 10..11. Without overlap the batch formed at 11 admits B (prefill 11..21);
+    // with overlap the batch run at 11 was formed at 10, so B is first seen at 11 and prefilled 12..22.
+    let mut spec = engine(Role::Aggregated, config(10_000, None, (0.7, 0.1)));
+    let workload = [
+        request(10, 5),
+        RequestSpec {
+            arrival_s: Some(0.0105),
+            ..request(10, 2)
+        },
+    ];
+    let options = SimOptions {
+        arrivals: Arrivals::Trace,
+        sla: None,
+        record_timeline: false,
+    };
+    let ttft_of_b = |spec: EngineSpec<'static>| {
+        let deployment = Deployment {
+            engines: vec![spec],
+            transfer: None,
+        };
+        let output = simulate(&deployment, &workload, options).unwrap();
+        let b = output.records.iter().find(|r| r.osl == 2).unwrap();
+        (b.ttft_ms() * 1000.0).round() / 1000.0
+    };
+    assert_eq!(ttft_of_b(engine(Role::Aggregated, config(10_000, None, (0.7, 0.1)))), 10.5);
+    spec.overlap_schedule = OverlapSchedule::On;
+    assert_eq!(ttft_of_b(spec), 11.5);
 }
