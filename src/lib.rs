@@ -29,4 +29,6 @@
 
 pub mod calibrate;
 pub mod model;
+pub mod search;
+pub mod serve;
 pub mod sim;

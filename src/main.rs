@@ -15,6 +15,12 @@ fn main() {
         Command::Gpus(args) => run::gpus(args),
         Command::Models(args) => run::models(args),
         Command::Validate(args) => run::validate(args),
+        Command::Kernels(args) => run::kernels(args),
+        Command::Search(args) => cli::search_cmd::search(args),
+        Command::Profile(args) => cli::search_cmd::profile(args),
+        Command::Bench(args) => cli::live_cmd::bench(args),
+        Command::Serve(args) => cli::live_cmd::serve(args),
+        Command::Calibrate(args) => cli::calibrate_cmd::calibrate(args),
     };
     let code = match result {
         Ok(Outcome::Done(text)) => {
@@ -24,6 +30,10 @@ fn main() {
             } else {
                 0
             }
+        }
+        Ok(Outcome::NoFeasible(text)) => {
+            let _ = run::print(&text);
+            1
         }
         Ok(Outcome::DoesNotFit(text)) => {
             let _ = run::print(&text);

@@ -2,5 +2,6 @@
 
 mod cli;
 mod regression;
+mod search;
 mod tidy;
 mod util;

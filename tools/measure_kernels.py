@@ -24,7 +24,11 @@ was used for each row):
   kernels long enough (estimated >= 100 us) that launch overhead is negligible.
 * collectives: ``eager_loop(L=..)``: L back-to-back collectives between two events,
   repeated >= 20 times, median / L; the reported time_us is the max over ranks of each
-  rank's median (time_us_rank0 is rank 0's).
+  rank's median (time_us_rank0 is rank 0's). Sizes up to 64 MiB are also timed as
+  ``cuda_graph_loop(L=..)``: the same L collectives captured in one CUDA graph and replayed
+  (no host launch overhead; what a CUDA-graph decode step sees). --no-coll-graph skips it.
+
+The NVLink-multicast switches (NCCL_NVLS_ENABLE etc.) are left as the environment sets them.
 
 All inputs are random (never zeros). Times are in microseconds.
 """

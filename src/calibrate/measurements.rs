@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::error::{Error, Result};
+use crate::model::server_args::SglangVersion;
 use crate::sim::metrics::RunMetrics;
 use crate::sim::workload::{Arrivals, LengthDistribution, WorkloadSpec};
 
@@ -133,6 +134,8 @@ pub struct Setup {
     pub disable_cuda_graph: bool,
     /// `--disable-radix-cache` (benchmarks use random prompts, so hits are rare either way).
     pub disable_radix_cache: bool,
+    /// The SGLang release of the row (its defaults apply).
+    pub sglang_version: Option<SglangVersion>,
     /// The benchmark client's workload.
     pub workload: WorkloadSpec,
 }
@@ -245,6 +248,7 @@ pub fn setup_of(row: &MeasurementRow) -> std::result::Result<Setup, String> {
         kv_cache_fp8: lower_notes.contains("--kv-cache-dtype fp8"),
         disable_cuda_graph: lower_notes.contains("--disable-cuda-graph"),
         disable_radix_cache: lower_notes.contains("--disable-radix-cache"),
+        sglang_version: SglangVersion::parse(row.get("sglang_version")),
         workload: WorkloadSpec {
             isl,
             osl,

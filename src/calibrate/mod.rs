@@ -4,11 +4,19 @@
 //!   and the SGLang setup each describes: model, GPU, mapping, flags from the notes, workload.
 //! - [`validate`]: runs each distinct setup through the serving simulator once and reports per-row
 //!   and per-group errors (median and p90 absolute % error, median signed error).
+//! - [`loadgen`]: the load generator behind `sglsim bench` (the only network IO besides `serve`).
 //!
-//! Text comes in as strings; reading files is the CLI's job.
+//! Text comes in as strings; reading files is the CLI's job (the load generator appends its records file itself).
 
 pub mod error;
+pub mod kernels;
+pub mod loadgen;
 pub mod measurements;
 pub mod validate;
 
 pub use error::{Error, Result};
+
+pub mod fit;
+pub mod ingest;
+pub mod plan;
+pub mod profile;

@@ -168,6 +168,7 @@ fn run_setup(setup: &Setup, catalog: &GpuCatalog, coefficients: &Coefficients) -
     server_args.chunked_prefill_size = setup.chunked_prefill_size;
     server_args.max_running_requests = setup.max_running_requests;
     server_args.disable_radix_cache = setup.disable_radix_cache;
+    server_args.sglang_version = setup.sglang_version;
     if setup.kv_cache_fp8 {
         server_args.kv_cache_dtype = Some(KvDtype::Fp8);
     }

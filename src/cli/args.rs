@@ -24,6 +24,41 @@ pub enum Command {
     Models(ListArgs),
     /// Compare predictions with measured rows (CSV) and report errors per metric and group.
     Validate(ValidateArgs),
+    /// Compare the cost model with measured kernel timings (tools/measure_kernels.py CSVs); optionally fit.
+    Kernels(KernelsArgs),
+    /// Search GPUs, mappings, xPyD splits and scheduler knobs for the best throughput within a TTFT/ITL SLA.
+    Search(Box<super::search_args::SearchArgs>),
+    /// Write the Dynamo SLA-planner profile (prefill and decode tables, mocker data) of one configuration.
+    Profile(Box<super::search_args::ProfileArgs>),
+    /// Load-test an OpenAI-compatible server (SGLang, Dynamo, `sglsim serve`) and record every request.
+    Bench(Box<super::live_args::BenchArgs>),
+    /// Run an OpenAI-compatible server whose token timing follows the scheduler twin in real time.
+    Serve(Box<super::live_args::ServeArgs>),
+    /// Fit cost-model coefficients to measurements (AIPerf, Dynamo profiler, bench_serving, `sglsim bench`) and write a profile.
+    Calibrate(Box<super::calibrate_args::CalibrateArgs>),
+}
+
+/// Flags of `kernels`.
+#[derive(Debug, Args)]
+pub struct KernelsArgs {
+    /// GPU the measurements were taken on.
+    #[arg(long)]
+    pub gpu: String,
+    /// `<gpu>_kernels.csv` files (GEMM, attention).
+    #[arg(long)]
+    pub kernels: Vec<PathBuf>,
+    /// `<gpu>_collectives.csv` files (NCCL all-reduce, all-gather, reduce-scatter).
+    #[arg(long)]
+    pub collectives: Vec<PathBuf>,
+    /// Coefficient profile to start from instead of the defaults.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Fit the coefficients each family identifies and report errors after the fit.
+    #[arg(long)]
+    pub fit: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `validate`.
@@ -212,6 +247,9 @@ pub struct ServerFlags {
     /// `--attention-backend` (recorded; fa3, flashinfer, triton, trtllm_mla, ...).
     #[arg(long)]
     pub attention_backend: Option<String>,
+    /// The SGLang release whose defaults apply (e.g. 0.4.5); default: the release sglsim models (0.5.5).
+    #[arg(long)]
+    pub sglang_version: Option<String>,
 }
 
 #[cfg(test)]

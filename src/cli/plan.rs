@@ -11,7 +11,7 @@ use sglsim::model::gpu::{GpuCatalog, GpuSpec};
 use sglsim::model::mapping::ParallelMapping;
 use sglsim::model::model_catalog::{find_bundled_spec, unknown_model};
 use sglsim::model::quant::{KvDtype, WeightDtype};
-use sglsim::model::server_args::{MoeA2aBackend, OverlapSchedule, ServerArgs};
+use sglsim::model::server_args::{MoeA2aBackend, OverlapSchedule, ServerArgs, SglangVersion};
 use sglsim::model::step::{EngineConfig, StepModel};
 use sglsim::sim::cluster::{Role, SimOptions};
 use sglsim::sim::metrics::Sla;
@@ -87,6 +87,14 @@ fn server_args(args: &PredictArgs) -> Result<ServerArgs> {
             "auto" => None,
             other => Some(KvDtype::parse_flag(other)?),
         },
+        sglang_version: match &flags.sglang_version {
+            Some(text) => Some(
+                SglangVersion::parse(text)
+                    .with_context(|| format!("invalid --sglang-version '{text}': expected a release such as 0.4.5 or 0.5.5"))?,
+            ),
+            None => None,
+        },
+        overlap_flag_given: flags.disable_overlap_schedule,
     })
 }
 

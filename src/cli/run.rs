@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use super::args::{ListArgs, PredictArgs, ValidateArgs};
+use super::args::{KernelsArgs, ListArgs, PredictArgs, ValidateArgs};
 use super::plan::{load_coefficients, predict_plan, PredictPlan};
 use super::report::{predict_report, predict_table, DoesNotFitReport, EngineReport};
 use sglsim::model::gpu::{GpuCatalog, GIB};
@@ -18,6 +18,8 @@ pub enum Outcome {
     Done(String),
     /// The configuration does not fit: print this and exit 2.
     DoesNotFit(String),
+    /// Nothing meets the SLA: print this and exit 1.
+    NoFeasible(String),
 }
 
 /// `sglsim predict`.
@@ -249,6 +251,70 @@ pub fn validate(args: &ValidateArgs) -> Result<Outcome> {
         for u in &validation.unmodelled {
             out.push_str(&format!("{:>4} {}\n", u.row, u.reason));
         }
+    }
+    Ok(Outcome::Done(out))
+}
+
+/// `sglsim kernels`.
+pub fn kernels(args: &KernelsArgs) -> Result<Outcome> {
+    use sglsim::calibrate::kernels::{family_errors, fit_families, parse_collectives, parse_kernels};
+    let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
+    let mut samples = Vec::new();
+    for path in &args.kernels {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        samples.extend(parse_kernels(&text, &path.display().to_string())?);
+    }
+    for path in &args.collectives {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        samples.extend(parse_collectives(&text, &path.display().to_string())?);
+    }
+    if samples.is_empty() {
+        anyhow::bail!("no usable samples: give --kernels and/or --collectives files written by tools/measure_kernels.py");
+    }
+    let start = load_coefficients(args.profile.as_deref())?;
+    let before = family_errors(&samples, &gpu, &start);
+    let fitted = if args.fit {
+        Some(fit_families(
+            &samples,
+            &gpu,
+            &start,
+            &[
+                "gemm_bf16",
+                "gemm_fp8",
+                "attn_prefill",
+                "attn_decode",
+                "all_gather",
+                "moe_fp8",
+                "moe_bf16",
+                "custom_allreduce",
+            ],
+        )?)
+    } else {
+        None
+    };
+    let after = fitted.as_ref().map(|c| family_errors(&samples, &gpu, c));
+    if args.json {
+        let value = serde_json::json!({"gpu": gpu.name, "before": before, "after": after, "fitted": fitted});
+        return Ok(Outcome::Done(serde_json::to_string_pretty(&value)?));
+    }
+    let mut out = format!(
+        "{:<14} {:>4} {:>11} {:>9} {:>14}\n",
+        "family", "n", "median APE", "p90 APE", "median signed"
+    );
+    let table = |out: &mut String, title: &str, rows: &[sglsim::calibrate::kernels::FamilyError]| {
+        out.push_str(&format!("{title}\n"));
+        for r in rows {
+            out.push_str(&format!(
+                "{:<14} {:>4} {:>10.1}% {:>8.1}% {:>13.1}%\n",
+                r.family, r.n, r.median_ape, r.p90_ape, r.median_signed
+            ));
+        }
+    };
+    table(&mut out, "with the starting coefficients:", &before);
+    if let (Some(after), Some(fitted)) = (&after, &fitted) {
+        table(&mut out, "after fitting each family's coefficients:", after);
+        out.push_str("\nfitted coefficients (TOML):\n");
+        out.push_str(&toml::to_string(fitted)?);
     }
     Ok(Outcome::Done(out))
 }

@@ -68,10 +68,14 @@ coefficients! {
     gemm_fp8_eff: "fraction", 0.25 ..= 0.95;
     /// Fraction of the dense FP4 tensor-core peak that large FP4 GEMMs reach.
     gemm_fp4_eff: "fraction", 0.2 ..= 0.95;
+    /// Tensor-core clock sustained under serving load over the clock short microbenchmarks run at (power-limited SXM parts).
+    sustained_clock_ratio: "ratio", 0.5 ..= 1.0;
     /// Fraction of HBM bandwidth that weight-streaming (small-batch) GEMMs reach.
     gemm_mem_eff: "fraction", 0.4 ..= 0.98;
     /// Fraction of the BF16 peak that prefill attention (FlashAttention-3/FlashInfer) reaches on long prompts.
     attn_prefill_eff: "fraction", 0.15 ..= 0.9;
+    /// Fraction of the BF16 peak that MLA prefill attention (MHA over the expanded latent) reaches on long prompts.
+    attn_prefill_mla_eff: "fraction", 0.05 ..= 0.9;
     /// Query tokens per request at which prefill attention reaches half of its long-prompt efficiency.
     attn_prefill_half_tokens: "tokens", 1.0 ..= 8192.0;
     /// Fraction of HBM bandwidth that decode attention reaches while reading the KV cache.
@@ -88,7 +92,7 @@ coefficients! {
     alltoall_latency_us: "us", 5.0 ..= 300.0;
     /// Fraction of link bandwidth that collectives reach on large messages.
     comm_bw_eff: "fraction", 0.2 ..= 0.95;
-    /// Shortest GPU time of one kernel inside a CUDA graph (launch and ramp), microseconds.
+    /// Fixed GPU time of one kernel on top of its roofline time (launch, ramp-up, tail), microseconds.
     kernel_floor_us: "us", 0.5 ..= 15.0;
     /// Small kernels per decoder layer besides GEMMs, attention, MoE and collectives (norms, rotary, KV store, activation).
     kernels_per_layer: "count", 5.0 ..= 60.0;

@@ -3,12 +3,12 @@
 //! [`cost_op`] is a pure function of an [`Op`], a [`GpuSpec`] and the [`Coefficients`]. An op's time
 //! is the larger of its compute time (FLOPs at an efficiency that depends on the shape: tile and
 //! wave quantisation for GEMMs, query length for prefill attention, tokens per expert for MoE) and
-//! its memory time (bytes at an achieved fraction of HBM bandwidth), never less than its kernels'
-//! floor. Collectives cost a latency plus bytes over the scale-up or scale-out link.
+//! its memory time (bytes at an achieved fraction of HBM bandwidth), plus a fixed latency per kernel
+//! (launch, ramp-up and tail). Collectives cost a latency plus bytes over the scale-up or scale-out link.
 
 use super::coefficients::Coefficients;
 use super::gpu::GpuSpec;
-use super::ops::{Op, OpKind};
+use super::ops::{AttentionKernel, Op, OpKind};
 use super::quant::{ComputeDtype, WeightDtype};
 
 /// Kernels of one fused-MoE layer at decode: top-k, align/sort, up GEMM, activation, down GEMM, weighted sum.
@@ -44,17 +44,17 @@ impl OpCost {
         self.n_kernels += other.n_kernels;
     }
 
-    fn bounded(compute_s: f64, memory_s: f64, floor_s: f64, n_kernels: f64, repeat: f64) -> OpCost {
+    /// Roofline time (the larger of compute and memory) plus the fixed latency of the op's kernels.
+    fn bounded(compute_s: f64, memory_s: f64, latency_s: f64, n_kernels: f64, repeat: f64) -> OpCost {
         let mut cost = OpCost {
             n_kernels: n_kernels * repeat,
+            floor_s: latency_s * repeat,
             ..OpCost::default()
         };
-        if compute_s >= memory_s && compute_s >= floor_s {
+        if compute_s >= memory_s {
             cost.compute_s = compute_s * repeat;
-        } else if memory_s >= floor_s {
-            cost.memory_s = memory_s * repeat;
         } else {
-            cost.floor_s = floor_s * repeat;
+            cost.memory_s = memory_s * repeat;
         }
         cost
     }
@@ -79,7 +79,7 @@ pub fn gemm_flops_per_s(gpu: &GpuSpec, coefficients: &Coefficients, weights: Wei
         ComputeDtype::Fp8 => coefficients.gemm_fp8_eff,
         ComputeDtype::Bf16 => coefficients.gemm_bf16_eff,
     };
-    gpu.peak_flops_per_s(used) * efficiency
+    gpu.peak_flops_per_s(used) * efficiency * coefficients.sustained_clock_ratio
 }
 
 /// Share of SMs a GEMM grid keeps busy: tiles over whole waves.
@@ -112,9 +112,17 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             let compute_s = flops / (gemm_flops_per_s(gpu, coefficients, *weights) * wave_utilisation(gpu, *m, *n));
             let bytes = *n as f64 * *k as f64 * weights.bytes_per_param() + (*m as f64) * (*k + *n) as f64 * 2.0;
             let memory_s = bytes / (hbm * coefficients.gemm_mem_eff);
-            OpCost::bounded(compute_s, memory_s, floor_s, 1.0, repeat)
+            // FP8 and FP4 GEMMs on tensor cores that take them quantise their input activations first:
+            // one more (small) kernel per GEMM.
+            let n_kernels = if gemm_compute_dtype(gpu, *weights) == ComputeDtype::Bf16 {
+                1.0
+            } else {
+                2.0
+            };
+            OpCost::bounded(compute_s, memory_s, n_kernels * floor_s, n_kernels, repeat)
         }
         OpKind::AttentionPrefill {
+            kernel,
             requests,
             heads,
             qk_dim,
@@ -122,7 +130,11 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             window_tokens,
             kv_bytes_per_token,
         } => {
-            let peak = gpu.bf16_flops_per_s * coefficients.attn_prefill_eff;
+            let efficiency = match kernel {
+                AttentionKernel::Mha => coefficients.attn_prefill_eff,
+                AttentionKernel::Mla => coefficients.attn_prefill_mla_eff,
+            };
+            let peak = gpu.bf16_flops_per_s * efficiency * coefficients.sustained_clock_ratio;
             let mut compute_s = 0.0;
             let mut kv_tokens = 0u64;
             let mut q_tokens = 0u64;
@@ -147,7 +159,7 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             kv_bytes_per_token,
         } => {
             let flops = 2.0 * *heads as f64 * (*qk_dim + *v_dim) as f64 * *attended_tokens as f64;
-            let compute_s = flops / (gpu.bf16_flops_per_s * coefficients.attn_prefill_eff);
+            let compute_s = flops / (gpu.bf16_flops_per_s * coefficients.attn_prefill_eff * coefficients.sustained_clock_ratio);
             let memory_s = *attended_tokens as f64 * kv_bytes_per_token / (hbm * coefficients.attn_decode_mem_eff);
             OpCost::bounded(compute_s, memory_s, floor_s, 2.0, repeat)
         }
@@ -173,7 +185,8 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             let padded_tokens = active_local * (tokens_per_expert / 16.0).ceil() * 16.0;
             let slice = *intermediate as f64 / *moe_tp as f64;
             let flops = 2.0 * 3.0 * *hidden as f64 * slice * padded_tokens;
-            let rate = gpu.peak_flops_per_s(gemm_compute_dtype(gpu, *weights)) * coefficients.moe_compute_eff;
+            let rate =
+                gpu.peak_flops_per_s(gemm_compute_dtype(gpu, *weights)) * coefficients.moe_compute_eff * coefficients.sustained_clock_ratio;
             let compute_s = flops / rate;
             let bytes = active_local * 3.0 * *hidden as f64 * slice * weights.bytes_per_param()
                 + rank_tokens * (2.0 * *hidden as f64 + 3.0 * slice) * 2.0;
@@ -329,6 +342,7 @@ mod tests {
             let op = Op {
                 name: "a",
                 kind: OpKind::AttentionPrefill {
+                    kernel: AttentionKernel::Mha,
                     requests: &requests,
                     heads: 32,
                     qk_dim: 128,

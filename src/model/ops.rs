@@ -66,6 +66,8 @@ pub enum OpKind<'a> {
     },
     /// Causal prefill attention over each request's chunk.
     AttentionPrefill {
+        /// Which kernel family runs it.
+        kernel: AttentionKernel,
         /// The requests, with their cached prefix.
         requests: &'a [ExtendRequest],
         /// Query heads on this GPU.
@@ -141,6 +143,15 @@ pub enum OpKind<'a> {
     },
 }
 
+/// The attention kernel family, whose efficiency differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// FlashAttention-style multi-head / grouped-query attention.
+    Mha,
+    /// DeepSeek MLA (prefill: attention over the expanded latent, qk 192 / v 128 per head).
+    Mla,
+}
+
 /// One op, repeated `repeat` times in the forward (once per layer of its kind).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Op<'a> {
@@ -198,6 +209,7 @@ pub fn describe_attention<'a>(
                 if repeat > 0 {
                     push_attention_core(
                         ops,
+                        AttentionKernel::Mha,
                         batch,
                         heads,
                         head_dim,
@@ -265,7 +277,17 @@ pub fn describe_attention<'a>(
                         },
                         repeat: layers,
                     });
-                    push_attention_core(ops, batch, heads, latent, kv_lora_rank, None, kv_bytes_per_token_per_layer, layers);
+                    push_attention_core(
+                        ops,
+                        AttentionKernel::Mla,
+                        batch,
+                        heads,
+                        latent,
+                        kv_lora_rank,
+                        None,
+                        kv_bytes_per_token_per_layer,
+                        layers,
+                    );
                     ops.push(Op {
                         name: "mla_absorb_v",
                         kind: OpKind::Gemm {
@@ -292,6 +314,7 @@ pub fn describe_attention<'a>(
                     });
                     push_attention_core(
                         ops,
+                        AttentionKernel::Mla,
                         batch,
                         heads,
                         qk_head_dim,
@@ -329,6 +352,7 @@ pub fn describe_attention<'a>(
 #[allow(clippy::too_many_arguments)]
 fn push_attention_core<'a>(
     ops: &mut Vec<Op<'a>>,
+    kernel: AttentionKernel,
     batch: RankBatch<'a>,
     heads: u64,
     qk_dim: u64,
@@ -340,6 +364,7 @@ fn push_attention_core<'a>(
     let kind = match batch {
         RankBatch::Idle => return,
         RankBatch::Extend(requests) => OpKind::AttentionPrefill {
+            kernel,
             requests,
             heads,
             qk_dim,

@@ -33,6 +33,34 @@ impl MoeA2aBackend {
     }
 }
 
+/// An SGLang release, for the defaults that changed between releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SglangVersion(pub u32, pub u32, pub u32);
+
+impl SglangVersion {
+    /// The release whose defaults sglsim reproduces when no version is given (v0.5.5, see `docs/sglang-facts.md`).
+    pub const CURRENT: SglangVersion = SglangVersion(0, 5, 5);
+
+    /// Reads the first `X.Y[.Z]` in a version string such as `0.4.5.post3`, `~0.4.6 (main, May 2025)`
+    /// or `v0.3.0`; `None` when there is none (`main`, a docker tag).
+    pub fn parse(text: &str) -> Option<SglangVersion> {
+        let start = text.find(|c: char| c.is_ascii_digit())?;
+        let numbers: Vec<u32> = text[start..]
+            .split(|c: char| !c.is_ascii_digit() && c != '.')
+            .next()?
+            .split('.')
+            .filter(|part| !part.is_empty())
+            .take(3)
+            .map_while(|part| part.parse().ok())
+            .collect();
+        match numbers.as_slice() {
+            [major, minor] => Some(SglangVersion(*major, *minor, 0)),
+            [major, minor, patch, ..] => Some(SglangVersion(*major, *minor, *patch)),
+            _ => None,
+        }
+    }
+}
+
 /// Whether the overlap scheduler hides CPU scheduling time behind the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OverlapSchedule {
@@ -71,6 +99,10 @@ pub struct ServerArgs {
     pub attention_backend: Option<String>,
     /// `--kv-cache-dtype`; `None` is `auto` (the model's activation dtype, bf16).
     pub kv_cache_dtype: Option<KvDtype>,
+    /// The SGLang release whose defaults apply (`None`: [`SglangVersion::CURRENT`]).
+    pub sglang_version: Option<SglangVersion>,
+    /// Whether the overlap scheduler was disabled explicitly; otherwise the release's default applies.
+    pub overlap_flag_given: bool,
 }
 
 impl ServerArgs {
@@ -90,6 +122,8 @@ impl ServerArgs {
             moe_a2a_backend: MoeA2aBackend::None,
             attention_backend: None,
             kv_cache_dtype: None,
+            sglang_version: None,
+            overlap_flag_given: false,
         }
     }
 
@@ -97,19 +131,8 @@ impl ServerArgs {
     pub fn resolve(&self, gpu: &GpuSpec, mapping: &ParallelMapping) -> Result<ResolvedServerArgs> {
         let memory_gib = gpu.memory_gib();
         let tp = u64::from(mapping.tp());
-        // server_args.py `_handle_gpu_memory_settings`: thresholds in GiB of one GPU.
-        let (default_chunk, default_graph_bs): (i64, u64) = if memory_gib < 20.0 {
-            (2048, 8)
-        } else if memory_gib < 35.0 {
-            (2048, if tp < 4 { 24 } else { 80 })
-        } else if memory_gib < 60.0 {
-            (4096, if tp < 4 { 32 } else { 160 })
-        } else if memory_gib < 160.0 {
-            // H100/A100-80G (< 90 GiB) and H20/H200 (< 160 GiB) share the same defaults.
-            (8192, if tp < 4 { 256 } else { 512 })
-        } else {
-            (16384, 512)
-        };
+        let version = self.sglang_version.unwrap_or(SglangVersion::CURRENT);
+        let (default_chunk, default_graph_bs) = default_chunk_and_graph_bs(memory_gib, tp, version);
         let chunked_prefill_size = match self.chunked_prefill_size.unwrap_or(default_chunk) {
             -1 => None,
             size if size > 0 => Some(size as u64),
@@ -156,7 +179,16 @@ impl ServerArgs {
                     expected: "a fraction in (0, 1)".into(),
                 })
             }
-            None => default_mem_fraction_static(gpu, mapping, chunk_for_memory.unwrap_or(max_prefill_tokens), cuda_graph_max_bs),
+            None if version >= SglangVersion(0, 5, 3) => {
+                default_mem_fraction_static(gpu, mapping, chunk_for_memory.unwrap_or(max_prefill_tokens), cuda_graph_max_bs)
+            }
+            None => legacy_mem_fraction_static(gpu, mapping, version),
+        };
+        // The overlap scheduler became the default in v0.4.0 (off in v0.3).
+        let overlap_schedule = if self.overlap_flag_given || version >= SglangVersion(0, 4, 0) {
+            self.overlap_schedule
+        } else {
+            OverlapSchedule::Off
         };
         Ok(ResolvedServerArgs {
             mem_fraction_static,
@@ -165,7 +197,7 @@ impl ServerArgs {
             max_running_requests: self.max_running_requests,
             cuda_graph_max_bs,
             capture_batch_sizes: capture_batch_sizes(cuda_graph_max_bs),
-            overlap_schedule: self.overlap_schedule,
+            overlap_schedule,
             enable_mixed_chunk: self.enable_mixed_chunk,
             disable_radix_cache: self.disable_radix_cache,
             page_size: self.page_size,
@@ -215,7 +247,75 @@ impl ResolvedServerArgs {
     }
 }
 
-/// SGLang's rule for `mem_fraction_static` when the flag is absent (v0.5.x):
+/// Default `chunked_prefill_size` and `cuda_graph_max_bs` by GPU memory (GiB), TP and release
+/// (`server_args.py` `_handle_gpu_memory_settings`; releases before 0.5.3 capped graphs at 160, or 256 above 90 GiB).
+pub fn default_chunk_and_graph_bs(memory_gib: f64, tp: u64, version: SglangVersion) -> (i64, u64) {
+    if version < SglangVersion(0, 5, 3) {
+        let chunk = if memory_gib < 35.0 {
+            2048
+        } else if memory_gib < 160.0 {
+            8192
+        } else {
+            16384
+        };
+        let graph_bs = if memory_gib < 35.0 {
+            if tp < 4 {
+                8
+            } else {
+                80
+            }
+        } else if memory_gib > 90.0 && version >= SglangVersion(0, 4, 1) {
+            256
+        } else {
+            160
+        };
+        return (chunk, graph_bs);
+    }
+    if memory_gib < 20.0 {
+        (2048, 8)
+    } else if memory_gib < 35.0 {
+        (2048, if tp < 4 { 24 } else { 80 })
+    } else if memory_gib < 60.0 {
+        (4096, if tp < 4 { 32 } else { 160 })
+    } else if memory_gib < 160.0 {
+        // H100/A100-80G (< 90 GiB) and H20/H200 (< 160 GiB) share the same defaults.
+        (8192, if tp < 4 { 256 } else { 512 })
+    } else {
+        (16384, 512)
+    }
+}
+
+/// `mem_fraction_static` of releases before 0.5.3: the TP table of v0.3–0.4.0 (0.88 at TP1 down to 0.79
+/// at TP16), then a reserve of (9.5 + tp/2) GiB below 90 GiB, (12 + tp/2) GiB below 160 GiB, 32 GiB
+/// above (+4 GiB with DP attention).
+pub fn legacy_mem_fraction_static(gpu: &GpuSpec, mapping: &ParallelMapping, version: SglangVersion) -> f64 {
+    let tp = mapping.tp();
+    if version < SglangVersion(0, 4, 1) {
+        return match tp {
+            16.. => 0.79,
+            8..=15 => 0.81,
+            4..=7 => 0.85,
+            2..=3 => 0.87,
+            _ => 0.88,
+        };
+    }
+    let memory_gib = gpu.memory_gib();
+    let mut reserved_gib = if memory_gib < 35.0 {
+        2.8 + f64::from(tp) / 10.0
+    } else if memory_gib < 90.0 {
+        9.5 + f64::from(tp) / 2.0
+    } else if memory_gib < 160.0 {
+        12.0 + f64::from(tp) / 2.0
+    } else {
+        32.0
+    };
+    if mapping.dp_attention() {
+        reserved_gib += 4.0;
+    }
+    (((memory_gib - reserved_gib) / memory_gib) * 1000.0).round() / 1000.0
+}
+
+/// SGLang's rule for `mem_fraction_static` when the flag is absent (v0.5.3 and later):
 /// reserve 512 MiB + max(chunk, 2048) × 1.5 MiB + graph max bs × 2 MiB + tp/8 GiB
 /// (+ graph max bs × dp × 3 MiB with DP attention), at least 10 GiB on GPUs above 60 GiB.
 pub fn default_mem_fraction_static(gpu: &GpuSpec, mapping: &ParallelMapping, chunk_tokens: u64, cuda_graph_max_bs: u64) -> f64 {
@@ -277,6 +377,35 @@ mod tests {
             (0.8..0.9).contains(&resolved.mem_fraction_static),
             "{}",
             resolved.mem_fraction_static
+        );
+    }
+
+    #[test]
+    fn versions_parse_and_pick_their_defaults() {
+        assert_eq!(SglangVersion::parse("0.4.5.post3"), Some(SglangVersion(0, 4, 5)));
+        assert_eq!(SglangVersion::parse("~0.4.6 (main, May 2025)"), Some(SglangVersion(0, 4, 6)));
+        assert_eq!(SglangVersion::parse("v0.3.0"), Some(SglangVersion(0, 3, 0)));
+        assert_eq!(SglangVersion::parse("lmsysorg/sglang:spark"), None);
+        let catalog = crate::model::gpu::GpuCatalog::builtin().unwrap();
+        let model = crate::model::model_catalog::find_bundled_spec("Llama-3.1-70B-Instruct")
+            .unwrap()
+            .unwrap();
+        let mapping = ParallelMapping::new(&model, 4, 1, 1).unwrap();
+        let mut args = ServerArgs::sglang_defaults();
+        args.sglang_version = Some(SglangVersion(0, 3, 0));
+        let old = args.resolve(catalog.find("h100").unwrap(), &mapping).unwrap();
+        assert_eq!(
+            (old.mem_fraction_static, old.cuda_graph_max_bs, old.overlap_schedule),
+            (0.85, 160, OverlapSchedule::Off)
+        );
+        args.sglang_version = Some(SglangVersion(0, 4, 5));
+        let middle = args.resolve(catalog.find("h200").unwrap(), &mapping).unwrap();
+        assert_eq!(middle.cuda_graph_max_bs, 256);
+        assert!((middle.mem_fraction_static - (1.0 - 14.0 / catalog.find("h200").unwrap().memory_gib())).abs() < 0.002);
+        args.sglang_version = None;
+        assert_eq!(
+            args.resolve(catalog.find("h100").unwrap(), &mapping).unwrap().cuda_graph_max_bs,
+            512
         );
     }
 

@@ -1,0 +1,906 @@
+//! Fits cost-model coefficients to measured points: bounded nonlinear least squares in log time with priors.
+//!
+//! Three parts are kept apart, as argmin does:
+//! - the objective ([`Objective`]): for each measured point and metric the residual
+//!   ln(predicted / measured), where predictions come from the serving simulator (served points:
+//!   [`crate::sim::cluster::simulate`] on one aggregated engine, with at most
+//!   `min(n, 6 × concurrency, max_sim_requests)` requests) or straight from the step model (Dynamo
+//!   prefill and decode points, `bench_one_batch` batches); plus one prior residual per fitted
+//!   coefficient, λ · ln(c / c₀) / ln(max / min), pulling it toward its starting value;
+//! - the solver: argmin's Nelder–Mead simplex, derivative-free, on unbounded parameters u with
+//!   c = exp(ln min + (ln max − ln min) · σ(u)), so every candidate lies inside the coefficient's
+//!   plausible range from [`COEFFICIENT_INFO`];
+//! - the driver ([`fit`]): picks the coefficients the data can identify (by sensitivity at the
+//!   start), refuses to fit with fewer than [`MIN_POINTS`] usable points, runs the solver through
+//!   argmin's `Executor` with an observer for progress, then reports every point before and after,
+//!   a leave-one-out error, and which coefficients moved or were not identified.
+//!
+//! Nothing here prints; progress goes to the caller's callback.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use argmin::core::observers::{Observe, ObserverMode};
+use argmin::core::{CostFunction, Executor, IterState, State, KV};
+use argmin::solver::neldermead::NelderMead;
+use serde::Serialize;
+
+use super::error::{Error, Result};
+use super::ingest::{Lengths, Load, MeasuredMetrics, MeasuredPoint, Summary, Workload};
+use crate::model::coefficients::{Coefficients, COEFFICIENT_INFO};
+use crate::model::ops::{ExtendRequest, RankBatch};
+use crate::model::step::{EngineConfig, StepModel};
+use crate::sim::cluster::{simulate, Deployment, Role, SimOptions};
+use crate::sim::deploy::engine_spec;
+use crate::sim::workload::{generate_requests, Arrivals, LengthDistribution, WorkloadSpec};
+
+/// Fewest usable measured points a fit accepts.
+pub const MIN_POINTS: usize = 3;
+/// Root-mean-square elasticity of the predictions (d ln prediction / d ln coefficient) below
+/// which the data do not identify a coefficient.
+pub const MIN_SENSITIVITY: f64 = 0.02;
+/// A fitted coefficient that changed by less than this fraction "held"; more, it "moved".
+pub const MOVED_FRACTION: f64 = 0.05;
+/// Residual given to a prediction that fails (simulation error, non-positive time).
+const FAILED_RESIDUAL: f64 = 5.0;
+
+/// Coefficients that batch-1 prefill and TTFT identify.
+const PREFILL_CANDIDATES: &[&str] = &[
+    "gemm_bf16_eff",
+    "gemm_fp8_eff",
+    "gemm_fp4_eff",
+    "moe_compute_eff",
+    "attn_prefill_eff",
+    "eager_launch_us",
+];
+/// Coefficients that decode steps (ITL, TPOT) identify.
+const DECODE_CANDIDATES: &[&str] = &["gemm_mem_eff", "kernel_floor_us", "attn_decode_mem_eff", "moe_mem_eff"];
+
+/// Which coefficients to fit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoefficientChoice {
+    /// Those the measured metrics bear on and that pass the sensitivity screen.
+    Auto,
+    /// Exactly these (names from [`COEFFICIENT_INFO`]).
+    Named(Vec<String>),
+}
+
+/// Leave-one-out refits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LeaveOneOut {
+    /// No leave-one-out error.
+    Skip,
+    /// Refit without each of at most `max_points` points (evenly spaced), `max_iters` solver iterations each.
+    Refit {
+        /// Solver iterations per refit.
+        max_iters: u64,
+        /// Points left out at most (the rest are not refitted).
+        max_points: usize,
+    },
+}
+
+/// How to fit.
+#[derive(Debug, Clone)]
+pub struct FitConfig {
+    /// The engine measured; its coefficients are the start and the prior.
+    pub engine: EngineConfig,
+    /// Which coefficients to fit.
+    pub choice: CoefficientChoice,
+    /// Weight λ of the prior residuals (0: none).
+    pub prior_weight: f64,
+    /// Solver iterations of the main fit.
+    pub max_iters: u64,
+    /// Leave-one-out refits.
+    pub leave_one_out: LeaveOneOut,
+    /// Most requests simulated per served point.
+    pub max_sim_requests: u64,
+    /// Seed of simulated length and arrival draws.
+    pub seed: u64,
+}
+
+/// What stage a progress report is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitStage {
+    /// The main fit.
+    Fit,
+    /// The leave-one-out refit without point `index` (the `done`-th of `total`).
+    LeaveOneOut {
+        /// Index of the point left out.
+        index: usize,
+        /// Refits done before this one.
+        done: usize,
+        /// Refits in all.
+        total: usize,
+    },
+}
+
+/// One solver iteration, as reported to the progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FitProgress {
+    /// The stage.
+    pub stage: FitStage,
+    /// Solver iteration.
+    pub iteration: u64,
+    /// Best objective (sum of squared residuals) so far.
+    pub best_cost: f64,
+}
+
+/// A progress callback.
+pub type ProgressFn = Box<dyn FnMut(&FitProgress)>;
+
+/// Which statistic of a metric a residual compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Statistic {
+    /// The mean.
+    Mean,
+    /// The median.
+    P50,
+}
+
+/// Which metric a residual compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricName {
+    /// Time to first token (prefill latency for a static batch), ms.
+    TtftMs,
+    /// Inter-chunk latency (one decode step for static batches and Dynamo points), ms.
+    ItlMs,
+    /// Time per output token, ms.
+    TpotMs,
+    /// End-to-end latency, ms.
+    E2eMs,
+    /// Output throughput, tokens/s.
+    OutputTokPerS,
+}
+
+impl MetricName {
+    /// The metric's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricName::TtftMs => "ttft_ms",
+            MetricName::ItlMs => "itl_ms",
+            MetricName::TpotMs => "tpot_ms",
+            MetricName::E2eMs => "e2e_ms",
+            MetricName::OutputTokPerS => "output_tok_per_s",
+        }
+    }
+}
+
+/// One measured value the fit compares with a prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Target {
+    /// Index of its point among the points given to [`fit`].
+    pub point: usize,
+    /// The metric.
+    pub metric: MetricName,
+    /// The statistic.
+    pub statistic: Statistic,
+    /// The measured value.
+    pub measured: f64,
+}
+
+fn pick(summary: Option<Summary>) -> Option<(Statistic, f64)> {
+    let summary = summary?;
+    summary
+        .p50
+        .map(|v| (Statistic::P50, v))
+        .or(summary.mean.map(|v| (Statistic::Mean, v)))
+        .filter(|(_, v)| v.is_finite() && *v > 0.0)
+}
+
+/// The residual targets of one point: TTFT; TPOT (else ITL); E2E or output throughput only when neither is measured.
+pub fn targets_of(index: usize, point: &MeasuredPoint) -> Vec<Target> {
+    let measured = &point.measured;
+    let mut targets = Vec::new();
+    let mut push = |metric, found: Option<(Statistic, f64)>| {
+        if let Some((statistic, value)) = found {
+            targets.push(Target {
+                point: index,
+                metric,
+                statistic,
+                measured: value,
+            });
+        }
+    };
+    push(MetricName::TtftMs, pick(measured.ttft_ms));
+    let decode = match point.workload {
+        Workload::StaticBatch { .. } | Workload::DecodeStep { .. } => pick(measured.itl_ms).map(|f| (MetricName::ItlMs, f)),
+        _ => pick(measured.tpot_ms)
+            .map(|f| (MetricName::TpotMs, f))
+            .or_else(|| pick(measured.itl_ms).map(|f| (MetricName::ItlMs, f))),
+    };
+    if let Some((metric, found)) = decode {
+        push(metric, Some(found));
+    }
+    if measured.ttft_ms.is_none() && decode.is_none() {
+        match pick(measured.e2e_ms) {
+            Some(found) => push(MetricName::E2eMs, Some(found)),
+            None => push(
+                MetricName::OutputTokPerS,
+                measured.output_tok_per_s.map(|v| (Statistic::Mean, v)).filter(|(_, v)| *v > 0.0),
+            ),
+        }
+    }
+    targets
+}
+
+/// Predicts what a point's client would measure with these coefficients.
+pub fn predict_point(step: &StepModel, point: &MeasuredPoint, max_sim_requests: u64, seed: u64) -> Result<MeasuredMetrics> {
+    let dp = u64::from(step.mapping().dp());
+    let exact = |ms: f64| {
+        Some(Summary {
+            mean: Some(ms),
+            p50: Some(ms),
+            p90: Some(ms),
+            p99: Some(ms),
+        })
+    };
+    Ok(match point.workload {
+        Workload::PrefillAlone { isl_tokens } => MeasuredMetrics {
+            ttft_ms: exact(step.prefill_s(isl_tokens) * 1e3),
+            ..MeasuredMetrics::default()
+        },
+        Workload::DecodeStep { batch, context_tokens } => MeasuredMetrics {
+            itl_ms: exact(step.decode_step_s(batch.div_ceil(dp).max(1), context_tokens).total_s * 1e3),
+            ..MeasuredMetrics::default()
+        },
+        Workload::StaticBatch {
+            batch,
+            isl_tokens,
+            osl_tokens,
+        } => {
+            let per_rank = batch.div_ceil(dp).max(1);
+            let requests = vec![
+                ExtendRequest {
+                    new_tokens: isl_tokens,
+                    cached_tokens: 0,
+                };
+                per_rank as usize
+            ];
+            let ranks = vec![RankBatch::Extend(&requests); dp as usize];
+            let prefill_ms = step.forward(&ranks).gpu_s * 1e3;
+            let decode_ms = step.decode_step_s(per_rank, isl_tokens + osl_tokens / 2).gpu_s * 1e3;
+            MeasuredMetrics {
+                ttft_ms: exact(prefill_ms),
+                itl_ms: exact(decode_ms),
+                e2e_ms: exact(prefill_ms + decode_ms * osl_tokens.saturating_sub(1) as f64),
+                ..MeasuredMetrics::default()
+            }
+        }
+        Workload::Served {
+            isl_tokens,
+            osl_tokens,
+            lengths,
+            load,
+            n_requests,
+            n_warmup,
+        } => {
+            let (arrivals, cap) = match load {
+                Load::Concurrency(concurrency) => (Arrivals::Closed { concurrency }, 6 * concurrency),
+                Load::RequestRatePerS(rate) if rate.is_finite() => (Arrivals::Poisson { rate_per_s: rate }, u64::MAX),
+                Load::RequestRatePerS(_) => (Arrivals::AllAtOnce, u64::MAX),
+            };
+            let n_sim = n_requests.min(cap).min(max_sim_requests).max(1);
+            let spec = WorkloadSpec {
+                isl: isl_tokens,
+                osl: osl_tokens,
+                lengths: match lengths {
+                    Lengths::Fixed => LengthDistribution::Fixed,
+                    Lengths::Uniform { range_ratio } => LengthDistribution::Uniform { range_ratio },
+                    Lengths::Normal {
+                        isl_std_tokens,
+                        osl_std_tokens,
+                    } => LengthDistribution::Normal {
+                        isl_std: isl_std_tokens,
+                        osl_std: osl_std_tokens,
+                    },
+                },
+                arrivals,
+                n_requests: n_sim,
+                n_warmup: n_warmup.min(8),
+                seed,
+            };
+            let requests = generate_requests(&spec)?;
+            let deployment = Deployment {
+                engines: vec![engine_spec(step, Role::Aggregated)],
+                transfer: None,
+            };
+            let output = simulate(
+                &deployment,
+                &requests,
+                SimOptions {
+                    arrivals,
+                    sla: None,
+                    record_timeline: false,
+                },
+            )?;
+            let metrics = output.metrics;
+            let summary = |d: crate::sim::metrics::Distribution| {
+                Some(Summary {
+                    mean: Some(d.mean),
+                    p50: Some(d.p50),
+                    p90: Some(d.p90),
+                    p99: Some(d.p99),
+                })
+            };
+            MeasuredMetrics {
+                ttft_ms: summary(metrics.ttft_ms),
+                itl_ms: summary(metrics.itl_ms),
+                tpot_ms: summary(metrics.tpot_ms),
+                e2e_ms: summary(metrics.e2e_ms),
+                output_tok_per_s: Some(metrics.throughput.output_tok_s),
+                input_tok_per_s: Some(metrics.throughput.input_tok_s),
+                request_per_s: Some(metrics.throughput.request_s),
+            }
+        }
+    })
+}
+
+fn predicted_value(predicted: &MeasuredMetrics, target: &Target) -> Option<f64> {
+    let summary = match target.metric {
+        MetricName::TtftMs => predicted.ttft_ms,
+        MetricName::ItlMs => predicted.itl_ms,
+        MetricName::TpotMs => predicted.tpot_ms,
+        MetricName::E2eMs => predicted.e2e_ms,
+        MetricName::OutputTokPerS => return predicted.output_tok_per_s,
+    }?;
+    match target.statistic {
+        Statistic::Mean => summary.mean,
+        Statistic::P50 => summary.p50,
+    }
+}
+
+/// The least-squares objective: data residuals of the targets in use plus prior residuals.
+pub struct Objective<'a> {
+    engine: &'a EngineConfig,
+    points: &'a [MeasuredPoint],
+    targets: Vec<Target>,
+    /// Indices into [`COEFFICIENT_INFO`] of the fitted coefficients.
+    fitted: Vec<usize>,
+    start_values: Vec<f64>,
+    prior_weight: f64,
+    max_sim_requests: u64,
+    seed: u64,
+    evaluations: Cell<u64>,
+}
+
+impl<'a> Objective<'a> {
+    fn new(config: &'a FitConfig, points: &'a [MeasuredPoint], targets: Vec<Target>, fitted: Vec<usize>) -> Objective<'a> {
+        Objective {
+            engine: &config.engine,
+            points,
+            targets,
+            fitted,
+            start_values: config.engine.coefficients.to_vec(),
+            prior_weight: config.prior_weight,
+            max_sim_requests: config.max_sim_requests,
+            seed: config.seed,
+            evaluations: Cell::new(0),
+        }
+    }
+
+    fn bounds(&self, slot: usize) -> (f64, f64) {
+        let info = &COEFFICIENT_INFO[self.fitted[slot]];
+        (info.min.ln(), info.max.ln())
+    }
+
+    /// Coefficient values of a solver parameter vector.
+    fn values_of(&self, u: &[f64]) -> Vec<f64> {
+        let mut values = self.start_values.clone();
+        for (slot, &ui) in u.iter().enumerate() {
+            let (low, high) = self.bounds(slot);
+            let sigma = 1.0 / (1.0 + (-ui).exp());
+            values[self.fitted[slot]] = (low + (high - low) * sigma).exp();
+        }
+        values
+    }
+
+    /// The solver parameter vector of coefficient values.
+    fn u_of(&self, values: &[f64]) -> Vec<f64> {
+        (0..self.fitted.len())
+            .map(|slot| {
+                let (low, high) = self.bounds(slot);
+                let x = ((values[self.fitted[slot]].ln() - low) / (high - low)).clamp(0.005, 0.995);
+                (x / (1.0 - x)).ln()
+            })
+            .collect()
+    }
+
+    fn step_model(&self, values: &[f64]) -> Result<StepModel> {
+        let mut engine = self.engine.clone();
+        engine.coefficients = Coefficients::from_slice(values)?;
+        Ok(StepModel::new_unchecked(engine)?)
+    }
+
+    /// Predicted values of every target in use (None where the prediction failed).
+    fn predictions(&self, values: &[f64]) -> Vec<Option<f64>> {
+        self.evaluations.set(self.evaluations.get() + 1);
+        let Ok(step) = self.step_model(values) else {
+            return vec![None; self.targets.len()];
+        };
+        let mut cache: Vec<Option<Option<MeasuredMetrics>>> = vec![None; self.points.len()];
+        self.targets
+            .iter()
+            .map(|target| {
+                let predicted = cache[target.point]
+                    .get_or_insert_with(|| predict_point(&step, &self.points[target.point], self.max_sim_requests, self.seed).ok());
+                predicted
+                    .as_ref()
+                    .and_then(|p| predicted_value(p, target))
+                    .filter(|v| v.is_finite() && *v > 0.0)
+            })
+            .collect()
+    }
+
+    fn data_residuals(&self, values: &[f64]) -> Vec<f64> {
+        self.predictions(values)
+            .iter()
+            .zip(&self.targets)
+            .map(|(predicted, target)| predicted.map_or(FAILED_RESIDUAL, |p| (p / target.measured).ln()))
+            .collect()
+    }
+
+    fn prior_residuals(&self, values: &[f64]) -> Vec<f64> {
+        (0..self.fitted.len())
+            .map(|slot| {
+                let (low, high) = self.bounds(slot);
+                let index = self.fitted[slot];
+                self.prior_weight * (values[index] / self.start_values[index]).ln() / (high - low)
+            })
+            .collect()
+    }
+
+    fn total_cost(&self, values: &[f64]) -> f64 {
+        let data: f64 = self.data_residuals(values).iter().map(|r| r * r).sum();
+        let prior: f64 = self.prior_residuals(values).iter().map(|r| r * r).sum();
+        data + prior
+    }
+}
+
+impl CostFunction for Objective<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, u: &Self::Param) -> std::result::Result<f64, argmin::core::Error> {
+        Ok(self.total_cost(&self.values_of(u)))
+    }
+}
+
+/// Forwards solver iterations to the caller's callback.
+struct ProgressObserver {
+    stage: FitStage,
+    callback: Rc<RefCell<Option<ProgressFn>>>,
+}
+
+impl Observe<IterState<Vec<f64>, (), (), (), (), f64>> for ProgressObserver {
+    fn observe_iter(&mut self, state: &IterState<Vec<f64>, (), (), (), (), f64>, _kv: &KV) -> std::result::Result<(), argmin::core::Error> {
+        if let Some(callback) = self.callback.borrow_mut().as_mut() {
+            callback(&FitProgress {
+                stage: self.stage,
+                iteration: state.get_iter(),
+                best_cost: state.get_best_cost(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What one solver run ended with.
+struct SolverRun {
+    values: Vec<f64>,
+    iterations: u64,
+    evaluations: u64,
+    termination: String,
+}
+
+/// Lets the executor own a borrow of the objective, so that the driver keeps it across restarts.
+struct Borrowed<'o, 'a>(&'o Objective<'a>);
+
+impl CostFunction for Borrowed<'_, '_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, u: &Self::Param) -> std::result::Result<f64, argmin::core::Error> {
+        self.0.cost(u)
+    }
+}
+
+/// Simplex sizes (in logit units) of the first run and of the restarts: Nelder–Mead can stall on a
+/// flattened simplex, and a fresh, smaller simplex around the best point lets it go on.
+const SIMPLEX_STEPS: [f64; 3] = [0.8, 0.25, 0.08];
+
+/// Runs Nelder–Mead from the objective's start values, restarting around the best point while that helps.
+fn run_solver(objective: &Objective<'_>, max_iters: u64, stage: FitStage, callback: &Rc<RefCell<Option<ProgressFn>>>) -> Result<SolverRun> {
+    let mut best_u = objective.u_of(&objective.start_values);
+    let mut best_cost = objective.cost(&best_u).map_err(|e| Error::Fit { message: e.to_string() })?;
+    let mut iterations = 0;
+    let mut termination = String::from("no iterations allowed");
+    for step in SIMPLEX_STEPS {
+        if iterations >= max_iters {
+            break;
+        }
+        let mut simplex = vec![best_u.clone()];
+        for slot in 0..best_u.len() {
+            let mut vertex = best_u.clone();
+            vertex[slot] += if best_u[slot] > 2.0 { -step } else { step };
+            simplex.push(vertex);
+        }
+        let solver = NelderMead::new(simplex)
+            .with_sd_tolerance(1e-9)
+            .map_err(|e| Error::Fit { message: e.to_string() })?;
+        let result = Executor::new(Borrowed(objective), solver)
+            .configure(|state| state.max_iters(max_iters - iterations))
+            .add_observer(
+                ProgressObserver {
+                    stage,
+                    callback: Rc::clone(callback),
+                },
+                ObserverMode::Always,
+            )
+            .run()
+            .map_err(|e| Error::Fit { message: e.to_string() })?;
+        let state = result.state();
+        iterations += state.get_iter();
+        termination = state
+            .get_termination_reason()
+            .map_or_else(|| "not terminated".to_string(), |r| r.text().to_string());
+        let cost = state.get_best_cost();
+        let improved = best_cost - cost;
+        if cost < best_cost {
+            if let Some(u) = state.get_best_param() {
+                best_u = u.clone();
+            }
+            best_cost = cost;
+        }
+        if improved < 1e-9 + 1e-4 * best_cost {
+            break;
+        }
+    }
+    Ok(SolverRun {
+        values: objective.values_of(&best_u),
+        iterations,
+        evaluations: objective.evaluations.get(),
+        termination,
+    })
+}
+
+/// How one coefficient fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoefficientStatus {
+    /// Fitted and changed by more than [`MOVED_FRACTION`].
+    Moved,
+    /// Fitted and changed by less.
+    Held,
+    /// A candidate the data bear on too weakly (sensitivity below [`MIN_SENSITIVITY`]); kept at its start.
+    NotIdentified,
+}
+
+/// One coefficient's start, fitted value and sensitivity.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoefficientFit {
+    /// Name.
+    pub name: &'static str,
+    /// Unit.
+    pub unit: &'static str,
+    /// Starting (prior) value.
+    pub start: f64,
+    /// Fitted value.
+    pub fitted: f64,
+    /// (fitted / start − 1) × 100.
+    pub change_pct: f64,
+    /// Root-mean-square elasticity of the predictions to it (at the fitted value; at the start when not fitted).
+    pub sensitivity: f64,
+    /// What happened to it.
+    pub status: CoefficientStatus,
+}
+
+/// One target's measured and predicted values.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    /// The target.
+    #[serde(flatten)]
+    pub target: Target,
+    /// Its point's provenance label.
+    pub label: String,
+    /// Its point's file.
+    pub path: String,
+    /// Predicted with the starting coefficients.
+    pub before: Option<f64>,
+    /// Predicted with the fitted coefficients.
+    pub after: Option<f64>,
+    /// |after / measured − 1| × 100 (before the fit).
+    pub ape_before_pct: Option<f64>,
+    /// |after / measured − 1| × 100.
+    pub ape_after_pct: Option<f64>,
+    /// Predicted by a fit that left this point out.
+    pub leave_one_out: Option<f64>,
+    /// Its absolute % error.
+    pub ape_leave_one_out_pct: Option<f64>,
+}
+
+/// The result of a fit.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitReport {
+    /// The fitted coefficients (the start where not fitted).
+    pub coefficients: Coefficients,
+    /// The starting coefficients.
+    pub start: Coefficients,
+    /// Every candidate coefficient: fitted (moved or held) or not identified.
+    pub fitted: Vec<CoefficientFit>,
+    /// Every target.
+    pub targets: Vec<TargetResult>,
+    /// Points used.
+    pub n_points: usize,
+    /// Median absolute % error before the fit.
+    pub median_ape_before_pct: f64,
+    /// Median absolute % error after the fit.
+    pub median_ape_after_pct: f64,
+    /// Median absolute % error of left-out points, when computed.
+    pub loo_median_ape_pct: Option<f64>,
+    /// Points refitted for leave-one-out.
+    pub n_loo_points: usize,
+    /// Solver iterations of the main fit.
+    pub iterations: u64,
+    /// Objective evaluations of the main fit.
+    pub evaluations: u64,
+    /// Why the main fit stopped.
+    pub termination: String,
+    /// Objective (squared residuals plus priors) at the start.
+    pub cost_before: f64,
+    /// Objective at the fitted coefficients.
+    pub cost_after: f64,
+    /// Points left out, and why.
+    pub warnings: Vec<String>,
+}
+
+fn ape(predicted: Option<f64>, measured: f64) -> Option<f64> {
+    predicted.map(|p| (p / measured - 1.0).abs() * 100.0)
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// RMS elasticity of the data residuals to each coefficient in `indices`, at `values`.
+fn sensitivities(objective: &Objective<'_>, values: &[f64], indices: &[usize]) -> Vec<f64> {
+    const STEP: f64 = 0.1;
+    let n_targets = objective.targets.len().max(1) as f64;
+    indices
+        .iter()
+        .map(|&index| {
+            let info = &COEFFICIENT_INFO[index];
+            let up_value = (values[index] * STEP.exp()).min(info.max);
+            let down_value = (values[index] * (-STEP).exp()).max(info.min);
+            let span = (up_value / down_value).ln();
+            if span <= 0.0 {
+                return 0.0;
+            }
+            let mut up = values.to_vec();
+            up[index] = up_value;
+            let mut down = values.to_vec();
+            down[index] = down_value;
+            let r_up = objective.data_residuals(&up);
+            let r_down = objective.data_residuals(&down);
+            let sum: f64 = r_up.iter().zip(&r_down).map(|(a, b)| ((a - b) / span).powi(2)).sum();
+            (sum / n_targets).sqrt()
+        })
+        .collect()
+}
+
+fn candidate_names(config: &FitConfig, targets: &[Target], points: &[MeasuredPoint]) -> Result<Vec<usize>> {
+    let index_of = |name: &str| COEFFICIENT_INFO.iter().position(|info| info.name == name);
+    let names: Vec<String> = match &config.choice {
+        CoefficientChoice::Named(names) => names.clone(),
+        CoefficientChoice::Auto => {
+            let prefill = targets.iter().any(|t| t.metric == MetricName::TtftMs)
+                || points.iter().any(|p| matches!(p.workload, Workload::Served { .. }));
+            let decode = targets
+                .iter()
+                .any(|t| matches!(t.metric, MetricName::ItlMs | MetricName::TpotMs | MetricName::E2eMs));
+            let mut names: Vec<String> = Vec::new();
+            if prefill {
+                names.extend(PREFILL_CANDIDATES.iter().map(|s| s.to_string()));
+            }
+            if decode {
+                names.extend(DECODE_CANDIDATES.iter().map(|s| s.to_string()));
+            }
+            if config.engine.mapping.tp() > 1 {
+                names.push("allreduce_latency_us".into());
+            }
+            if config.engine.mapping.ep() > 1 {
+                names.push("alltoall_latency_us".into());
+            }
+            names
+        }
+    };
+    names
+        .iter()
+        .map(|name| {
+            let index = index_of(name).ok_or_else(|| Error::Fit {
+                message: format!(
+                    "unknown coefficient '{name}' (known: {})",
+                    COEFFICIENT_INFO.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
+                ),
+            })?;
+            if COEFFICIENT_INFO[index].min <= 0.0 {
+                return Err(Error::Fit {
+                    message: format!("coefficient '{name}' can be 0 and is not fitted in log space"),
+                });
+            }
+            Ok(index)
+        })
+        .collect()
+}
+
+/// Fits coefficients to measured points (see the module doc); `progress` hears every solver iteration.
+pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<ProgressFn>) -> Result<FitReport> {
+    let callback = Rc::new(RefCell::new(progress));
+    config.engine.coefficients.validate()?;
+    // Fails early, with the model's reason, when the configuration does not fit in memory.
+    StepModel::new(config.engine.clone())?;
+    let start_values = config.engine.coefficients.to_vec();
+
+    // Usable points: those with targets that the starting coefficients can predict.
+    let mut warnings = Vec::new();
+    let mut all_targets = Vec::new();
+    let start_step = StepModel::new_unchecked(config.engine.clone())?;
+    for (index, point) in points.iter().enumerate() {
+        let targets = targets_of(index, point);
+        let where_from = format!("{} ({})", point.provenance.path, point.provenance.label);
+        if targets.is_empty() {
+            warnings.push(format!("{where_from}: no TTFT, ITL, TPOT, E2E or throughput to fit to"));
+            continue;
+        }
+        match predict_point(&start_step, point, config.max_sim_requests, config.seed) {
+            Ok(predicted) if targets.iter().all(|t| predicted_value(&predicted, t).is_some_and(|v| v > 0.0)) => all_targets.extend(targets),
+            Ok(_) => warnings.push(format!("{where_from}: the model predicts no positive value for it")),
+            Err(error) => warnings.push(format!("{where_from}: cannot be simulated: {error}")),
+        }
+    }
+    let mut used_points: Vec<usize> = all_targets.iter().map(|t| t.point).collect();
+    used_points.dedup();
+    if used_points.len() < MIN_POINTS {
+        let reason = if warnings.is_empty() {
+            "measure more points: batch-1 prefill at several lengths and decode at several concurrencies".to_string()
+        } else {
+            warnings.join("; ")
+        };
+        return Err(Error::TooFewPoints {
+            n_points: used_points.len(),
+            needed: MIN_POINTS,
+            reason,
+        });
+    }
+
+    let candidates = candidate_names(config, &all_targets, points)?;
+    let screen = Objective::new(config, points, all_targets.clone(), Vec::new());
+    let start_sensitivity = sensitivities(&screen, &start_values, &candidates);
+    let mut ranked: Vec<(usize, f64)> = candidates.iter().copied().zip(start_sensitivity.iter().copied()).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let max_fitted = used_points.len().saturating_sub(1).max(1);
+    let mut fitted: Vec<usize> = ranked
+        .iter()
+        .filter(|(_, s)| *s >= MIN_SENSITIVITY)
+        .take(max_fitted)
+        .map(|(i, _)| *i)
+        .collect();
+    fitted.sort_unstable();
+    if fitted.is_empty() {
+        return Err(Error::Fit {
+            message: format!(
+                "the measurements identify none of {} (largest sensitivity {:.4}, needed {MIN_SENSITIVITY})",
+                candidates.iter().map(|&i| COEFFICIENT_INFO[i].name).collect::<Vec<_>>().join(", "),
+                ranked.first().map_or(0.0, |r| r.1)
+            ),
+        });
+    }
+
+    // The main fit.
+    let objective = Objective::new(config, points, all_targets.clone(), fitted.clone());
+    let before = objective.predictions(&start_values);
+    let cost_before = objective.total_cost(&start_values);
+    let run = run_solver(&objective, config.max_iters, FitStage::Fit, &callback)?;
+    let report_objective = Objective::new(config, points, all_targets.clone(), fitted.clone());
+    let after = report_objective.predictions(&run.values);
+    let cost_after = report_objective.total_cost(&run.values);
+    let fitted_sensitivity = sensitivities(&report_objective, &run.values, &fitted);
+
+    // Leave-one-out refits.
+    let mut loo: Vec<Option<f64>> = vec![None; all_targets.len()];
+    let mut n_loo_points = 0;
+    if let LeaveOneOut::Refit { max_iters, max_points } = config.leave_one_out {
+        let n_used = used_points.len();
+        let n_refits = n_used.min(max_points);
+        let chosen: Vec<usize> = (0..n_refits).map(|k| used_points[k * n_used / n_refits.max(1)]).collect();
+        for (done, &left_out) in chosen.iter().enumerate() {
+            let kept: Vec<Target> = all_targets.iter().copied().filter(|t| t.point != left_out).collect();
+            let objective = Objective::new(config, points, kept, fitted.clone());
+            let stage = FitStage::LeaveOneOut {
+                index: left_out,
+                done,
+                total: chosen.len(),
+            };
+            let refit = run_solver(&objective, max_iters, stage, &callback)?;
+            let left: Vec<Target> = all_targets.iter().copied().filter(|t| t.point == left_out).collect();
+            let check = Objective::new(config, points, left, Vec::new());
+            let predicted = check.predictions(&refit.values);
+            let mut slot = 0;
+            for (target_index, target) in all_targets.iter().enumerate() {
+                if target.point == left_out {
+                    loo[target_index] = predicted[slot];
+                    slot += 1;
+                }
+            }
+            n_loo_points += 1;
+        }
+    }
+
+    let targets: Vec<TargetResult> = all_targets
+        .iter()
+        .enumerate()
+        .map(|(i, target)| TargetResult {
+            target: *target,
+            label: points[target.point].provenance.label.clone(),
+            path: points[target.point].provenance.path.clone(),
+            before: before[i],
+            after: after[i],
+            ape_before_pct: ape(before[i], target.measured),
+            ape_after_pct: ape(after[i], target.measured),
+            leave_one_out: loo[i],
+            ape_leave_one_out_pct: ape(loo[i], target.measured),
+        })
+        .collect();
+    let mut coefficient_fits = Vec::new();
+    for (index, sensitivity) in ranked {
+        let info = &COEFFICIENT_INFO[index];
+        let fitted_slot = fitted.iter().position(|&i| i == index);
+        let value = run.values[index];
+        let change = value / start_values[index] - 1.0;
+        coefficient_fits.push(CoefficientFit {
+            name: info.name,
+            unit: info.unit,
+            start: start_values[index],
+            fitted: value,
+            change_pct: change * 100.0,
+            sensitivity: fitted_slot.map_or(sensitivity, |slot| fitted_sensitivity[slot]),
+            status: match fitted_slot {
+                None => CoefficientStatus::NotIdentified,
+                Some(_) if change.abs() >= MOVED_FRACTION => CoefficientStatus::Moved,
+                Some(_) => CoefficientStatus::Held,
+            },
+        });
+    }
+    Ok(FitReport {
+        coefficients: Coefficients::from_slice(&run.values)?,
+        start: config.engine.coefficients.clone(),
+        fitted: coefficient_fits,
+        n_points: used_points.len(),
+        median_ape_before_pct: median(targets.iter().filter_map(|t| t.ape_before_pct).collect()).unwrap_or(f64::NAN),
+        median_ape_after_pct: median(targets.iter().filter_map(|t| t.ape_after_pct).collect()).unwrap_or(f64::NAN),
+        loo_median_ape_pct: median(targets.iter().filter_map(|t| t.ape_leave_one_out_pct).collect()),
+        n_loo_points,
+        targets,
+        iterations: run.iterations,
+        evaluations: run.evaluations,
+        termination: run.termination,
+        cost_before,
+        cost_after,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+#[path = "fit_tests.rs"]
+mod tests;

@@ -1,0 +1,254 @@
+//! Wiring of the live subcommands: `bench` drives a server with the load generator, `serve` runs the twin.
+
+use std::io::IsTerminal;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use super::args::ServerFlags;
+use super::live_args::{BenchArgs, EndpointFlag, ServeArgs};
+use super::plan::{load_coefficients, load_model, step_model};
+use super::run::Outcome;
+use sglsim::calibrate::loadgen::{run_bench_observed, BenchConfig, BenchMetrics, BenchOutcome, Endpoint};
+use sglsim::model::arch::WeightFormats;
+use sglsim::model::coefficients::Coefficients;
+use sglsim::model::gpu::GpuCatalog;
+use sglsim::model::quant::{KvDtype, WeightDtype};
+use sglsim::model::server_args::{MoeA2aBackend, OverlapSchedule, ServerArgs, SglangVersion};
+use sglsim::serve::perturb::perturb;
+use sglsim::serve::{spawn, ServeConfig};
+use sglsim::sim::workload::{Arrivals, LengthDistribution, WorkloadSpec};
+
+/// Attempts per request for refused connections and HTTP 5xx.
+const BENCH_TRIES: u32 = 3;
+/// Wait before the second attempt, seconds (doubling after).
+const BENCH_BACKOFF_S: f64 = 0.25;
+
+/// `bench --json`: the run's settings, then `predict --json`'s metric keys.
+#[derive(Serialize)]
+struct BenchReport<'a> {
+    url: &'a str,
+    model: &'a str,
+    endpoint: &'static str,
+    isl: u64,
+    osl: u64,
+    concurrency: Option<u64>,
+    request_rate: Option<serde_json::Value>,
+    n_warmup: u64,
+    seed: u64,
+    #[serde(flatten)]
+    metrics: &'a BenchMetrics,
+    errors: &'a std::collections::BTreeMap<String, u64>,
+    records_file: Option<String>,
+}
+
+/// `sglsim bench`.
+pub fn bench(args: &BenchArgs) -> Result<Outcome> {
+    let (arrivals, n_requests, rate_label) = match (args.concurrency, &args.request_rate) {
+        (Some(concurrency), _) => (Arrivals::Closed { concurrency }, args.num_requests.unwrap_or(10 * concurrency), None),
+        (None, Some(rate)) => match rate.trim().to_ascii_lowercase().as_str() {
+            "inf" | "infinity" => (Arrivals::AllAtOnce, args.num_requests.unwrap_or(1000), Some(serde_json::json!("inf"))),
+            text => match text.parse::<f64>() {
+                Ok(rate_per_s) if rate_per_s > 0.0 && rate_per_s.is_finite() => (
+                    Arrivals::Poisson { rate_per_s },
+                    args.num_requests.unwrap_or(1000),
+                    Some(serde_json::json!(rate_per_s)),
+                ),
+                _ => bail!("invalid --request-rate {rate}: a positive number of requests/s, or inf"),
+            },
+        },
+        (None, None) => bail!("give --concurrency C or --request-rate R"),
+    };
+    let endpoint = match args.endpoint {
+        EndpointFlag::Completions => Endpoint::Completions,
+        EndpointFlag::Chat => Endpoint::Chat,
+    };
+    let config = BenchConfig {
+        url: args.url.clone(),
+        model: args.model.clone(),
+        endpoint,
+        workload: WorkloadSpec {
+            isl: args.isl,
+            osl: args.osl,
+            lengths: match args.range_ratio {
+                Some(range_ratio) => LengthDistribution::Uniform { range_ratio },
+                None => LengthDistribution::Fixed,
+            },
+            arrivals,
+            n_requests,
+            n_warmup: args.warmup_requests,
+            seed: args.seed,
+        },
+        timeout_s: args.timeout_s,
+        records_path: args.out.clone(),
+        max_tries: BENCH_TRIES,
+        initial_backoff_s: BENCH_BACKOFF_S,
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(n_requests + args.warmup_requests),
+        if std::io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        },
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} requests, {msg} [{elapsed}]") {
+        bar.set_style(style);
+    }
+    let outcome = run_bench_observed(&config, &mut |_, progress| {
+        bar.set_position(progress.n_done);
+        bar.set_message(format!("{} failed", progress.n_failed));
+    });
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    let records_file = args.out.as_ref().map(|p| p.display().to_string());
+    if args.json {
+        let report = BenchReport {
+            url: &args.url,
+            model: &outcome.model,
+            endpoint: endpoint.path(),
+            isl: args.isl,
+            osl: args.osl,
+            concurrency: args.concurrency,
+            request_rate: rate_label,
+            n_warmup: args.warmup_requests,
+            seed: args.seed,
+            metrics: &outcome.metrics,
+            errors: &outcome.errors,
+            records_file,
+        };
+        return Ok(Outcome::Done(serde_json::to_string_pretty(&report)?));
+    }
+    let load = match (args.concurrency, &args.request_rate) {
+        (Some(concurrency), _) => format!("concurrency {concurrency}"),
+        (None, Some(rate)) => format!("request rate {rate}/s"),
+        (None, None) => String::new(),
+    };
+    Ok(Outcome::Done(bench_table(args, endpoint, &load, &outcome, records_file.as_deref())))
+}
+
+fn bench_table(args: &BenchArgs, endpoint: Endpoint, load: &str, outcome: &BenchOutcome, records_file: Option<&str>) -> String {
+    let metrics = &outcome.metrics;
+    let mut out = format!(
+        "{} ({}, {}): {} in / {} out, {load}, {} requests + {} warm-up\n\n",
+        args.url,
+        outcome.model,
+        endpoint.path(),
+        args.isl,
+        args.osl,
+        metrics.n_requests + metrics.n_errors,
+        args.warmup_requests
+    );
+    out.push_str(&format!("  {:<10} {:>10} {:>10} {:>10} {:>10}\n", "metric", "mean", "p50", "p90", "p99"));
+    for (name, d) in [
+        ("TTFT ms", metrics.ttft_ms),
+        ("ITL ms", metrics.itl_ms),
+        ("TPOT ms", metrics.tpot_ms),
+        ("E2E ms", metrics.e2e_ms),
+    ] {
+        out.push_str(&format!("  {name:<10} {:>10.2} {:>10.2} {:>10.2} {:>10.2}\n", d.mean, d.p50, d.p90, d.p99));
+    }
+    out.push_str(&format!(
+        "\n  {} requests in {:.2} s: {:.1} output tok/s, {:.1} input tok/s, {:.2} req/s; {} failed\n",
+        metrics.n_requests,
+        metrics.duration_s,
+        metrics.throughput.output_tok_s,
+        metrics.throughput.input_tok_s,
+        metrics.throughput.request_s,
+        metrics.n_errors
+    ));
+    if !outcome.errors.is_empty() {
+        let kinds: Vec<String> = outcome.errors.iter().map(|(kind, n)| format!("{kind} × {n}")).collect();
+        out.push_str(&format!("  errors (warm-up included): {}\n", kinds.join(", ")));
+    }
+    if let Some(path) = records_file {
+        out.push_str(&format!("  records appended to {path}\n"));
+    }
+    out
+}
+
+/// SGLang flags as `predict` reads them.
+fn server_args(flags: &ServerFlags, kv_cache_dtype: &str) -> Result<ServerArgs> {
+    Ok(ServerArgs {
+        mem_fraction_static: flags.mem_fraction_static,
+        chunked_prefill_size: flags.chunked_prefill_size,
+        max_prefill_tokens: flags.max_prefill_tokens,
+        max_running_requests: flags.max_running_requests,
+        cuda_graph_max_bs: flags.cuda_graph_max_bs,
+        overlap_schedule: if flags.disable_overlap_schedule {
+            OverlapSchedule::Off
+        } else {
+            OverlapSchedule::On
+        },
+        enable_mixed_chunk: flags.enable_mixed_chunk,
+        disable_radix_cache: flags.disable_radix_cache,
+        page_size: flags.page_size,
+        stream_interval: flags.stream_interval,
+        moe_a2a_backend: MoeA2aBackend::parse_flag(&flags.moe_a2a_backend)?,
+        attention_backend: flags.attention_backend.clone(),
+        kv_cache_dtype: match kv_cache_dtype {
+            "auto" => None,
+            other => Some(KvDtype::parse_flag(other)?),
+        },
+        sglang_version: match &flags.sglang_version {
+            Some(text) => Some(
+                SglangVersion::parse(text)
+                    .with_context(|| format!("invalid --sglang-version '{text}': expected a release such as 0.4.5 or 0.5.5"))?,
+            ),
+            None => None,
+        },
+        overlap_flag_given: flags.disable_overlap_schedule,
+    })
+}
+
+/// A coefficient profile as `--profile` reads it.
+#[derive(Serialize)]
+struct ProfileFile<'a> {
+    schema_version: u32,
+    coefficients: &'a Coefficients,
+}
+
+/// `sglsim serve`: runs until the process is stopped.
+pub fn serve(args: &ServeArgs) -> Result<Outcome> {
+    let mut model = load_model(&args.model)?;
+    if let Some(dtype) = &args.dtype {
+        model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
+    }
+    let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
+    let mut coefficients = load_coefficients(args.profile.as_deref())?;
+    if let Some(fraction) = args.perturb {
+        coefficients = perturb(&coefficients, fraction, args.seed)?;
+        if args.reveal {
+            let profile = toml::to_string(&ProfileFile {
+                schema_version: 1,
+                coefficients: &coefficients,
+            })?;
+            eprintln!("# perturbed profile (--perturb {fraction} --seed {})\n{profile}", args.seed);
+        }
+    }
+    let server = server_args(&args.server, &args.kv_cache_dtype)?;
+    let step = step_model(&model, &gpu, args.tp, args.dp, args.ep, &server, &coefficients)?;
+    if let Some(reason) = step.memory().shortfall() {
+        return Ok(Outcome::DoesNotFit(format!("does not fit: {reason}")));
+    }
+    let summary = format!(
+        "{} on {} × {} ({}), KV {} tokens/rank, max running {}",
+        args.model,
+        step.mapping().n_gpus(),
+        gpu.name,
+        step.mapping(),
+        step.memory().kv_capacity_tokens_per_rank,
+        step.memory().max_running_requests
+    );
+    let handle = spawn(ServeConfig {
+        step_model: step,
+        model_path: args.model.clone(),
+        host: args.host.clone(),
+        port: args.port,
+        time_scale: args.time_scale,
+    })?;
+    eprintln!("sglsim serve: {summary}");
+    eprintln!("sglsim serve: listening on {}", handle.url());
+    handle.wait()?;
+    Ok(Outcome::Done(String::new()))
+}

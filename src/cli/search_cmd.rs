@@ -1,0 +1,445 @@
+//! `sglsim search` and `sglsim profile`: build the search's configuration, call the library, report, write files.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use super::plan::{load_coefficients, load_model, step_model};
+use super::run::Outcome;
+use super::search_args::{PercentileFlag, ProfileArgs, SearchArgs, SearchMode};
+use sglsim::model::arch::WeightFormats;
+use sglsim::model::gpu::GpuCatalog;
+use sglsim::model::quant::{KvDtype, WeightDtype};
+use sglsim::model::server_args::{MoeA2aBackend, ServerArgs};
+use sglsim::model::step::StepModel;
+use sglsim::search::config::{GpuLimits, Load, ModeChoice, SearchConfig, SlaTarget, WorkloadShape};
+use sglsim::search::dynamo::{self, DynamoProfile};
+use sglsim::search::plot::{chart, pareto_chart, Chart, Series, Style};
+use sglsim::search::result::{Point, SearchResult};
+use sglsim::sim::metrics::Percentile;
+use sglsim::sim::workload::LengthDistribution;
+
+fn kv_cache_dtype(flag: &str) -> Result<Option<KvDtype>> {
+    Ok(match flag {
+        "auto" => None,
+        other => Some(KvDtype::parse_flag(other)?),
+    })
+}
+
+/// Builds the library's configuration from the flags (reads the model config and profile).
+pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
+    let mut model = load_model(&args.model)?;
+    if let Some(dtype) = &args.dtype {
+        model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
+    }
+    let catalog = GpuCatalog::builtin()?;
+    let mut gpus = Vec::new();
+    for name in &args.gpu {
+        let gpu = catalog.find(name)?.clone();
+        if !gpus.iter().any(|g: &sglsim::model::gpu::GpuSpec| g.name == gpu.name) {
+            gpus.push(gpu);
+        }
+    }
+    let mut server_args = ServerArgs::sglang_defaults();
+    server_args.kv_cache_dtype = kv_cache_dtype(&args.kv_cache_dtype)?;
+    server_args.moe_a2a_backend = MoeA2aBackend::parse_flag(&args.moe_a2a_backend)?;
+    let lengths = match (args.range_ratio, args.isl_std, args.osl_std) {
+        (Some(range_ratio), _, _) => {
+            if !(0.0..=1.0).contains(&range_ratio) {
+                bail!("invalid --range-ratio {range_ratio}: a fraction in [0, 1]");
+            }
+            LengthDistribution::Uniform { range_ratio }
+        }
+        (None, None, None) => LengthDistribution::Fixed,
+        (None, isl_std, osl_std) => LengthDistribution::Normal {
+            isl_std: isl_std.unwrap_or(0.0),
+            osl_std: osl_std.unwrap_or(0.0),
+        },
+    };
+    let load = match (args.concurrency, args.request_rate) {
+        (Some(n_clients), _) => Some(Load::Concurrency { n_clients }),
+        (None, Some(rate_per_s)) => Some(Load::RequestRate { rate_per_s }),
+        (None, None) => None,
+    };
+    Ok(SearchConfig {
+        model,
+        gpus,
+        coefficients: load_coefficients(args.profile.as_deref())?,
+        server_args,
+        limits: GpuLimits {
+            total_gpus: args.total_gpus,
+            max_gpus_per_engine: args.max_gpus_per_engine,
+        },
+        workload: WorkloadShape {
+            isl: args.isl,
+            osl: args.osl,
+            lengths,
+            seed: args.seed,
+        },
+        sla: SlaTarget {
+            ttft_ms: args.ttft,
+            itl_ms: args.itl,
+            percentile: match args.percentile {
+                PercentileFlag::Mean => Percentile::Mean,
+                PercentileFlag::P50 => Percentile::P50,
+                PercentileFlag::P90 => Percentile::P90,
+                PercentileFlag::P99 => Percentile::P99,
+            },
+        },
+        modes: match args.mode {
+            SearchMode::Agg => ModeChoice::Agg,
+            SearchMode::Disagg => ModeChoice::Disagg,
+            SearchMode::Both => ModeChoice::Both,
+        },
+        load,
+        top_k: args.top,
+        max_simulations: args.max_simulations,
+        n_threads: args.threads,
+    })
+}
+
+/// `sglsim search`.
+pub fn search(args: &SearchArgs) -> Result<Outcome> {
+    let config = search_config(args)?;
+    let started = Instant::now();
+    let result = sglsim::search::search(&config)?;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    if args.timing {
+        eprintln!(
+            "search: {} configurations screened, {} evaluated in the simulator, {:.1} ms wall",
+            result.screened, result.evaluated, elapsed_ms
+        );
+    }
+    for skipped in &result.skipped_gpus {
+        eprintln!("warning: skipping {}: {}", skipped.gpu, skipped.reason);
+    }
+    if let Some(dir) = &args.out {
+        write_search_files(dir, &result, elapsed_ms)?;
+    }
+    let text = if args.json {
+        let mut value = serde_json::to_value(&result)?;
+        value["elapsed_ms"] = serde_json::json!((elapsed_ms * 1000.0).round() / 1000.0);
+        serde_json::to_string_pretty(&value)?
+    } else {
+        search_table(&config, &result)
+    };
+    Ok(if result.has_feasible() {
+        Outcome::Done(text)
+    } else {
+        Outcome::NoFeasible(text)
+    })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_search_files(dir: &Path, result: &SearchResult, elapsed_ms: f64) -> Result<()> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record([
+        "label",
+        "mode",
+        "gpu",
+        "mapping",
+        "xpyd",
+        "replicas",
+        "n_gpus",
+        "concurrency",
+        "request_rate",
+        "ttft_ms",
+        "itl_ms",
+        "output_tok_s_per_gpu",
+        "tok_s_per_user",
+        "request_s",
+        "feasible",
+    ])?;
+    for p in &result.pareto {
+        csv.write_record([
+            p.label.clone(),
+            p.mode.to_string(),
+            p.gpu.clone(),
+            p.mapping.clone(),
+            p.xpyd.clone().unwrap_or_default(),
+            p.replicas.to_string(),
+            p.n_gpus.to_string(),
+            p.concurrency.map(|c| c.to_string()).unwrap_or_default(),
+            p.request_rate.map(|r| r.to_string()).unwrap_or_default(),
+            p.ttft_ms.to_string(),
+            p.itl_ms.to_string(),
+            p.output_tok_s_per_gpu.to_string(),
+            p.tok_s_per_user.to_string(),
+            p.request_s.to_string(),
+            p.feasible.to_string(),
+        ])?;
+    }
+    write(&dir.join("pareto.csv"), &csv.into_inner()?)?;
+    let mut value = serde_json::to_value(result)?;
+    value["points"] = serde_json::to_value(&result.points)?;
+    value["elapsed_ms"] = serde_json::json!((elapsed_ms * 1000.0).round() / 1000.0);
+    write(&dir.join("results.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
+    write(&dir.join("pareto.svg"), pareto_chart(result).as_bytes())?;
+    if let Some(best) = result.best() {
+        if let Some((prefill, decode)) = result.step_models(best) {
+            write_dynamo_folder(dir, &dynamo::profile(prefill, decode))?;
+            write(&dir.join("selected_config.txt"), selected_config(best).as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn selected_config(point: &Point) -> String {
+    let mut text = format!("# {}\n", point.label);
+    for engine in &point.engines {
+        text.push_str(&format!("# {} × {:?}\n{}\n", engine.count, engine.role, engine.launch));
+    }
+    text
+}
+
+/// Writes the Dynamo profiler's folder: both archives, their JSON twins, the mocker's table and two charts.
+fn write_dynamo_folder(dir: &Path, profile: &DynamoProfile) -> Result<()> {
+    write(&dir.join(dynamo::PREFILL_NPZ_PATH), &profile.prefill_npz()?)?;
+    write(&dir.join(dynamo::DECODE_NPZ_PATH), &profile.decode_npz()?)?;
+    write(&dir.join(dynamo::MOCKER_NPZ_PATH), &profile.mocker_npz()?)?;
+    write(&dir.join("prefill_raw_data.json"), profile.prefill_json().as_bytes())?;
+    write(&dir.join("decode_raw_data.json"), profile.decode_json().as_bytes())?;
+    let prefill = &profile.prefill;
+    let prefill_chart = Chart {
+        title: "prefill TTFT (batch 1)".into(),
+        x_label: "input length, tokens".into(),
+        y_label: "TTFT, ms".into(),
+        series: vec![Series {
+            name: "TTFT".into(),
+            colour: "royalblue",
+            style: Style::Line,
+            points: prefill
+                .prefill_isl
+                .iter()
+                .map(|&i| i as f64)
+                .zip(prefill.prefill_ttft.iter().copied())
+                .collect(),
+        }],
+        marker: None,
+    };
+    write(&dir.join("prefill_performance.svg"), chart(&prefill_chart).as_bytes())?;
+    let decode = &profile.decode;
+    let colours = ["royalblue", "seagreen", "darkorange", "crimson", "purple", "teal", "goldenrod"];
+    let mut contexts: Vec<f64> = decode.y_context_length.clone();
+    contexts.dedup();
+    let series = contexts
+        .iter()
+        .enumerate()
+        .map(|(index, &context)| Series {
+            name: format!("context {context:.0}"),
+            colour: colours[index % colours.len()],
+            style: Style::Line,
+            points: (0..decode.z_itl.len())
+                .filter(|&i| decode.y_context_length[i] == context)
+                .map(|i| (decode.x_kv_usage[i], decode.z_itl[i]))
+                .collect(),
+        })
+        .collect();
+    let decode_chart = Chart {
+        title: "decode ITL by KV usage".into(),
+        x_label: "KV usage".into(),
+        y_label: "ITL, ms".into(),
+        series,
+        marker: None,
+    };
+    write(&dir.join("decode_performance.svg"), chart(&decode_chart).as_bytes())
+}
+
+fn load_column(point: &Point) -> String {
+    match (point.concurrency, point.request_rate) {
+        (Some(clients), _) => clients.to_string(),
+        (None, Some(rate)) => format!("{rate}/s"),
+        _ => "-".into(),
+    }
+}
+
+fn points_table(points: &[Point]) -> String {
+    let mut out = format!(
+        "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9} {:>8} {:>10} {:>10} {:>8}\n",
+        "#", "mode", "gpu", "mapping", "GPUs", "replicas", "load", "TTFT ms", "ITL ms", "tok/s/GPU", "tok/s/user", "req/s"
+    );
+    for (index, p) in points.iter().enumerate() {
+        let replicas = p.xpyd.clone().unwrap_or_else(|| p.replicas.to_string());
+        out.push_str(&format!(
+            "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9.1} {:>8.2} {:>10.1} {:>10.1} {:>8.2}\n",
+            index + 1,
+            p.mode,
+            p.gpu,
+            p.mapping,
+            p.n_gpus,
+            replicas,
+            load_column(p),
+            p.ttft_ms,
+            p.itl_ms,
+            p.output_tok_s_per_gpu,
+            p.tok_s_per_user,
+            p.request_s
+        ));
+    }
+    out
+}
+
+fn launch_commands(points: &[Point]) -> String {
+    let mut out = String::new();
+    for (index, p) in points.iter().enumerate() {
+        out.push_str(&format!("  #{} {} ({} GPUs):\n", index + 1, p.label, p.n_gpus));
+        for engine in &p.engines {
+            out.push_str(&format!(
+                "    {} × {:?}, {} GPUs each:\n      {}\n",
+                engine.count, engine.role, engine.gpus_per_engine, engine.launch
+            ));
+        }
+    }
+    out
+}
+
+/// The human report of `search`.
+pub fn search_table(config: &SearchConfig, result: &SearchResult) -> String {
+    let sla = &result.sla;
+    let limit = config.limits.describe();
+    let mut out = format!(
+        "{} on {} ({limit}): ISL {}, OSL {}; SLA TTFT ≤ {} ms and ITL ≤ {} ms at {}\n",
+        result.model,
+        result.gpus.join(", "),
+        config.workload.isl,
+        config.workload.osl,
+        sla.ttft_ms,
+        sla.itl_ms,
+        sla.percentile
+    );
+    out.push_str(&format!(
+        "{} configurations screened, {} simulated, {} meet the SLA\n\n",
+        result.screened, result.evaluated, result.feasible
+    ));
+    if result.has_feasible() {
+        out.push_str(&format!("best {} by output tokens/s per GPU within the SLA:\n", result.top.len()));
+        out.push_str(&points_table(&result.top));
+        out.push_str("\nlaunch commands:\n");
+        out.push_str(&launch_commands(&result.top));
+    } else {
+        out.push_str("no feasible configuration");
+        if let Some(binding) = &result.binding {
+            out.push_str(&format!(
+                ": {} is the binding limit: the nearest configuration reaches {} {} = {:.1} ms against {} ms (+{:.0}%); the lowest TTFT of any configuration is {:.1} ms and the lowest ITL {:.2} ms",
+                binding.constraint,
+                binding.constraint,
+                sla.percentile,
+                binding.value_ms,
+                binding.limit_ms,
+                binding.excess_percent,
+                binding.lowest_ttft_ms,
+                binding.lowest_itl_ms
+            ));
+        }
+        out.push_str("\n\nnearest configurations:\n");
+        out.push_str(&points_table(&result.nearest));
+    }
+    out.push_str(&format!(
+        "\nPareto front ({} points, tokens/s per user ascending; * meets the SLA):\n",
+        result.pareto.len()
+    ));
+    out.push_str(&format!(
+        "  {:>10} {:>10} {:>9} {:>8}   configuration\n",
+        "tok/s/user", "tok/s/GPU", "TTFT ms", "ITL ms"
+    ));
+    for p in &result.pareto {
+        out.push_str(&format!(
+            "  {:>10.1} {:>10.1} {:>9.1} {:>8.2} {} {}\n",
+            p.tok_s_per_user,
+            p.output_tok_s_per_gpu,
+            p.ttft_ms,
+            p.itl_ms,
+            if p.feasible { "*" } else { " " },
+            p.label
+        ));
+    }
+    out
+}
+
+/// `sglsim profile`.
+pub fn profile(args: &ProfileArgs) -> Result<Outcome> {
+    let mut model = load_model(&args.model)?;
+    if let Some(dtype) = &args.dtype {
+        model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
+    }
+    let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
+    let coefficients = load_coefficients(args.profile.as_deref())?;
+    let mut server = ServerArgs::sglang_defaults();
+    server.kv_cache_dtype = kv_cache_dtype(&args.kv_cache_dtype)?;
+    server.chunked_prefill_size = args.chunked_prefill_size;
+    server.cuda_graph_max_bs = args.cuda_graph_max_bs;
+    server.mem_fraction_static = args.mem_fraction_static;
+    let checked = |step: StepModel, role: &str| -> Result<StepModel> {
+        if let Some(reason) = step.memory().shortfall() {
+            bail!("{role} engine {} does not fit: {reason}", step.mapping());
+        }
+        Ok(step)
+    };
+    let prefill = checked(
+        step_model(&model, &gpu, args.tp, args.dp, args.ep, &server, &coefficients)?,
+        "prefill",
+    )?;
+    let disaggregated = args.decode_tp.is_some() || args.decode_dp.is_some() || args.decode_ep.is_some();
+    let decode = if disaggregated {
+        let step = step_model(
+            &model,
+            &gpu,
+            args.decode_tp.unwrap_or(args.tp),
+            args.decode_dp.unwrap_or(args.dp),
+            args.decode_ep.unwrap_or(args.ep),
+            &server,
+            &coefficients,
+        )
+        .context("decode engine")?;
+        Some(checked(step, "decode")?)
+    } else {
+        None
+    };
+    let decode_step = decode.as_ref().unwrap_or(&prefill);
+    let profile = dynamo::profile(&prefill, decode_step);
+    write_dynamo_folder(&args.out, &profile)?;
+    if args.json {
+        return Ok(Outcome::Done(serde_json::to_string_pretty(&profile)?));
+    }
+    let context = args.isl + args.osl / 2;
+    let mut out = format!(
+        "{} on {}: prefill {} ({}), decode {} ({}); Dynamo profile written to {}\n",
+        model.name,
+        gpu.name,
+        prefill.mapping(),
+        prefill.mapping().kind(),
+        decode_step.mapping(),
+        decode_step.mapping().kind(),
+        args.out.display()
+    );
+    out.push_str(&format!(
+        "  prefill of {} tokens alone: {:.2} ms; KV capacity of the decode engine: {} tokens\n",
+        args.isl,
+        prefill.prefill_s(args.isl) * 1e3,
+        decode_step.memory().kv_capacity_tokens
+    ));
+    out.push_str(&format!("  decode ITL at context {context}:"));
+    let dp = u64::from(decode_step.mapping().dp());
+    for concurrency in [1u64, 8, 32, 128] {
+        let per_rank = concurrency.div_ceil(dp);
+        out.push_str(&format!(
+            " c{concurrency} {:.2} ms",
+            decode_step.decode_step_s(per_rank, context).total_s * 1e3
+        ));
+    }
+    out.push_str(&format!(
+        "\n  {} prefill points, {} decode points, mocker grid {} × {}\n",
+        profile.prefill.prefill_isl.len(),
+        profile.decode.z_itl.len(),
+        profile.mocker.decode_active_kv_tokens.len(),
+        profile.mocker.decode_context_length.len()
+    ));
+    Ok(Outcome::Done(out))
+}

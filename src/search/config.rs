@@ -1,0 +1,221 @@
+//! What a search is asked: the model, the GPUs and how many, the workload, the SLA and the load.
+
+use crate::model::arch::ModelSpec;
+use crate::model::coefficients::Coefficients;
+use crate::model::gpu::GpuSpec;
+use crate::model::server_args::ServerArgs;
+use crate::sim::metrics::Percentile;
+use crate::sim::workload::LengthDistribution;
+
+use super::error::{Error, Result};
+
+/// How many GPUs the search may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuLimits {
+    /// GPUs of the whole deployment (`--total-gpus`); replicas fill them.
+    pub total_gpus: Option<u32>,
+    /// Largest engine (`--max-gpus-per-engine`).
+    pub max_gpus_per_engine: Option<u32>,
+}
+
+impl GpuLimits {
+    /// The limit as the user spelled it, for messages.
+    pub fn describe(&self) -> String {
+        match (self.total_gpus, self.max_gpus_per_engine) {
+            (Some(total), Some(per_engine)) => format!("--total-gpus {total} and --max-gpus-per-engine {per_engine}"),
+            (Some(total), None) => format!("--total-gpus {total}"),
+            (None, Some(per_engine)) => format!("--max-gpus-per-engine {per_engine}"),
+            (None, None) => "no GPU limit".into(),
+        }
+    }
+}
+
+/// Which serving modes to search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeChoice {
+    /// Aggregated engines only.
+    Agg,
+    /// Disaggregated prefill/decode only.
+    Disagg,
+    /// Both.
+    Both,
+}
+
+impl ModeChoice {
+    /// Whether aggregated deployments are searched.
+    pub fn includes_agg(self) -> bool {
+        matches!(self, ModeChoice::Agg | ModeChoice::Both)
+    }
+
+    /// Whether disaggregated deployments are searched.
+    pub fn includes_disagg(self) -> bool {
+        matches!(self, ModeChoice::Disagg | ModeChoice::Both)
+    }
+}
+
+/// The load the whole deployment must serve; without one the search sweeps concurrency per engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// Closed loop: this many clients in total.
+    Concurrency {
+        /// Clients of the whole deployment.
+        n_clients: u64,
+    },
+    /// Open loop: Poisson arrivals at this total rate.
+    RequestRate {
+        /// Requests per second of the whole deployment.
+        rate_per_s: f64,
+    },
+}
+
+/// The SLA every recommendation meets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlaTarget {
+    /// Largest TTFT at the percentile, ms.
+    pub ttft_ms: f64,
+    /// Largest ITL (the per-request TPOT) at the percentile, ms.
+    pub itl_ms: f64,
+    /// The statistic both limits apply to.
+    pub percentile: Percentile,
+}
+
+/// The requests, as in `predict`: mean (or maximum, for uniform) lengths and their spread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkloadShape {
+    /// Input length, tokens.
+    pub isl: u64,
+    /// Output length, tokens.
+    pub osl: u64,
+    /// Length distribution.
+    pub lengths: LengthDistribution,
+    /// Seed of the length and arrival draws.
+    pub seed: u64,
+}
+
+impl WorkloadShape {
+    /// Mean input and output lengths, tokens.
+    pub fn mean_lengths_tokens(&self) -> (f64, f64) {
+        match self.lengths {
+            LengthDistribution::Uniform { range_ratio } => (
+                self.isl as f64 * (1.0 + range_ratio) / 2.0,
+                self.osl as f64 * (1.0 + range_ratio) / 2.0,
+            ),
+            _ => (self.isl as f64, self.osl as f64),
+        }
+    }
+
+    /// Lengths no request is expected to exceed (mean + 5σ for normal draws), tokens.
+    pub fn max_lengths_tokens(&self) -> (u64, u64) {
+        match self.lengths {
+            LengthDistribution::Normal { isl_std, osl_std } => (
+                (self.isl as f64 + 5.0 * isl_std).ceil() as u64,
+                (self.osl as f64 + 5.0 * osl_std).ceil() as u64,
+            ),
+            _ => (self.isl, self.osl),
+        }
+    }
+}
+
+/// Everything a search needs. Built by the CLI from flags; every field is explicit.
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    /// The model (weight format already overridden by `--dtype`).
+    pub model: ModelSpec,
+    /// GPU types to try, in the order given.
+    pub gpus: Vec<GpuSpec>,
+    /// Cost-model coefficients.
+    pub coefficients: Coefficients,
+    /// Server flags every candidate starts from (the search sets chunk size and batch caps).
+    pub server_args: ServerArgs,
+    /// GPU limits.
+    pub limits: GpuLimits,
+    /// The requests.
+    pub workload: WorkloadShape,
+    /// The SLA.
+    pub sla: SlaTarget,
+    /// Serving modes to search.
+    pub modes: ModeChoice,
+    /// The load, or `None` to sweep concurrency per engine.
+    pub load: Option<Load>,
+    /// Recommendations to return.
+    pub top_k: usize,
+    /// Candidates the serving simulator evaluates after the analytic screen.
+    pub max_simulations: usize,
+    /// Worker threads (`None`: one per core).
+    pub n_threads: Option<usize>,
+}
+
+impl SearchConfig {
+    /// Checks ranges once, so that the search itself never has to.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, value: String, expected: &str| Error::BadValue {
+            field: field.into(),
+            value,
+            expected: expected.into(),
+        };
+        if self.gpus.is_empty() {
+            return Err(bad("--gpu", String::new(), "at least one GPU type"));
+        }
+        if self.limits.total_gpus.is_none() && self.limits.max_gpus_per_engine.is_none() {
+            return Err(bad(
+                "--total-gpus/--max-gpus-per-engine",
+                "none".into(),
+                "give --total-gpus N or --max-gpus-per-engine K",
+            ));
+        }
+        if self.limits.total_gpus == Some(0) {
+            return Err(bad("--total-gpus", "0".into(), "at least 1"));
+        }
+        if self.limits.max_gpus_per_engine == Some(0) {
+            return Err(bad("--max-gpus-per-engine", "0".into(), "at least 1"));
+        }
+        if self.workload.isl == 0 {
+            return Err(bad("--isl", "0".into(), "at least 1 token"));
+        }
+        if self.workload.osl < 2 {
+            return Err(bad(
+                "--osl",
+                self.workload.osl.to_string(),
+                "at least 2 tokens (ITL needs two output tokens)",
+            ));
+        }
+        for (field, value) in [("--ttft", self.sla.ttft_ms), ("--itl", self.sla.itl_ms)] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(bad(field, value.to_string(), "a positive number of milliseconds"));
+            }
+        }
+        match self.load {
+            Some(Load::Concurrency { n_clients: 0 }) => {
+                return Err(bad("--concurrency", "0".into(), "at least 1"));
+            }
+            Some(Load::RequestRate { rate_per_s }) if !(rate_per_s.is_finite() && rate_per_s > 0.0) => {
+                return Err(bad(
+                    "--request-rate",
+                    rate_per_s.to_string(),
+                    "a positive, finite number of requests/s",
+                ));
+            }
+            _ => {}
+        }
+        if self.top_k == 0 {
+            return Err(bad("--top", "0".into(), "at least 1"));
+        }
+        if self.max_simulations == 0 {
+            return Err(bad("--max-simulations", "0".into(), "at least 1"));
+        }
+        if self.n_threads == Some(0) {
+            return Err(bad("--threads", "0".into(), "at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The name of a percentile as flags and reports spell it.
+pub fn percentile_name(percentile: Percentile) -> &'static str {
+    match percentile {
+        Percentile::Mean => "mean",
+        Percentile::P50 => "p50",
+        Percentile::P90 => "p90",
+        Percentile::P99 => "p99",
+    }
+}

@@ -1,0 +1,310 @@
+//! What a search returns: evaluated points, the Pareto front, recommendations with launch commands.
+//!
+//! Every float is rounded to 0.001 so that reports are stable; [`SearchResult`] serialises to the
+//! JSON contract of `sglsim search --json` (`pareto`, `top`, `evaluated`; the CLI adds `elapsed_ms`).
+
+use serde::Serialize;
+
+use super::config::SearchConfig;
+use super::space::{Candidate, EngineChoice, Layout, SkippedGpu, UnitLoad};
+use crate::model::gpu::GIB;
+use crate::model::server_args::MoeA2aBackend;
+use crate::model::step::StepModel;
+use crate::sim::cluster::Role;
+
+/// One engine kind of a deployment, with its SGLang launch command.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineDesc {
+    /// aggregated, prefill or decode.
+    pub role: Role,
+    /// Engines of this kind in the whole deployment.
+    pub count: u32,
+    /// Mapping, for example `tp8-dp8-ep8`.
+    pub mapping: String,
+    /// TP, TEP, DEP, ...
+    pub mapping_kind: &'static str,
+    /// GPUs per engine.
+    pub gpus_per_engine: u32,
+    /// Weights per GPU, GB (GiB, as SGLang logs them).
+    pub weights_gb_per_gpu: f64,
+    /// KV tokens of one engine.
+    pub kv_capacity_tokens: u64,
+    /// `--max-running-requests` in effect for one engine.
+    pub max_running_requests: u64,
+    /// `--mem-fraction-static`.
+    pub mem_fraction_static: f64,
+    /// `--chunked-prefill-size` (whole engine; null: off).
+    pub chunked_prefill_size: Option<u64>,
+    /// `--cuda-graph-max-bs`.
+    pub cuda_graph_max_bs: u64,
+    /// The SGLang launch command of one engine.
+    pub launch: String,
+}
+
+/// One evaluated configuration: a deployment at a load, as the simulator measured it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    /// Unique, human-readable name of the configuration and load.
+    pub label: String,
+    /// `agg` or `disagg`.
+    pub mode: &'static str,
+    /// GPU type.
+    pub gpu: String,
+    /// Mapping(s): `tp4`, or `2P tp2 + 3D tp4` for one xPyD unit.
+    pub mapping: String,
+    /// Prefill and decode engines of the whole deployment, for example `4P6D` (disaggregated only).
+    pub xpyd: Option<String>,
+    /// Units deployed (aggregated engines, or xPyD units).
+    pub replicas: u32,
+    /// GPUs of the whole deployment.
+    pub n_gpus: u32,
+    /// Clients of the whole deployment (closed loop).
+    pub concurrency: Option<u64>,
+    /// Requests/s offered to the whole deployment (open loop).
+    pub request_rate: Option<f64>,
+    /// TTFT at the SLA percentile, ms.
+    pub ttft_ms: f64,
+    /// ITL (per-request TPOT) at the SLA percentile, ms.
+    pub itl_ms: f64,
+    /// Output tokens/s per GPU.
+    pub output_tok_s_per_gpu: f64,
+    /// Output tokens/s per user: 1000 / ITL at the percentile.
+    pub tok_s_per_user: f64,
+    /// Completed requests/s of the whole deployment.
+    pub request_s: f64,
+    /// Whether TTFT and ITL at the percentile meet the SLA.
+    pub feasible: bool,
+    /// Whether no evaluated point beats it on both tokens/s per GPU and tokens/s per user.
+    pub pareto: bool,
+    /// The analytic screen's estimate (mean TTFT, mean ITL, tokens/s per GPU).
+    pub screen: ScreenEstimate,
+    /// The engines and how to launch them.
+    pub engines: Vec<EngineDesc>,
+    /// GPU, mode and mapping, without knobs or load: recommendations are distinct in it.
+    #[serde(skip)]
+    pub configuration: String,
+    #[serde(skip)]
+    pub(crate) layout: Option<Layout>,
+}
+
+/// The screen's estimate of a point, for diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ScreenEstimate {
+    /// Mean TTFT, ms.
+    pub ttft_ms: f64,
+    /// Mean ITL, ms.
+    pub itl_ms: f64,
+    /// Output tokens/s per GPU.
+    pub output_tok_s_per_gpu: f64,
+}
+
+/// When nothing meets the SLA: which limit binds and by how much.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Binding {
+    /// `TTFT` or `ITL`.
+    pub constraint: &'static str,
+    /// The nearest configuration's value at the percentile, ms.
+    pub value_ms: f64,
+    /// The limit, ms.
+    pub limit_ms: f64,
+    /// How far above the limit, percent.
+    pub excess_percent: f64,
+    /// The lowest TTFT any evaluated configuration reached, ms.
+    pub lowest_ttft_ms: f64,
+    /// The lowest ITL any evaluated configuration reached, ms.
+    pub lowest_itl_ms: f64,
+}
+
+/// The SLA as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlaReport {
+    /// TTFT limit, ms.
+    pub ttft_ms: f64,
+    /// ITL limit, ms.
+    pub itl_ms: f64,
+    /// `mean`, `p50`, `p90` or `p99`.
+    pub percentile: &'static str,
+}
+
+/// Everything a search found.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResult {
+    /// The model.
+    pub model: String,
+    /// GPU types searched (after skipping those that cannot hold the model).
+    pub gpus: Vec<String>,
+    /// The SLA.
+    pub sla: SlaReport,
+    /// The Pareto front of evaluated points, by ascending tokens/s per user.
+    pub pareto: Vec<Point>,
+    /// The best configurations inside the SLA, by tokens/s per GPU (one load per configuration).
+    pub top: Vec<Point>,
+    /// When nothing meets the SLA, the configurations nearest to it.
+    pub nearest: Vec<Point>,
+    /// When nothing meets the SLA, the limit that binds.
+    pub binding: Option<Binding>,
+    /// Configurations the serving simulator evaluated.
+    pub evaluated: usize,
+    /// Configurations the analytic screen costed.
+    pub screened: usize,
+    /// Evaluated configurations inside the SLA.
+    pub feasible: usize,
+    /// GPU types skipped, and why.
+    pub skipped_gpus: Vec<SkippedGpu>,
+    /// Every evaluated point, best tokens/s per GPU first.
+    #[serde(skip)]
+    pub points: Vec<Point>,
+    #[serde(skip)]
+    pub(crate) engines: Vec<EngineChoice>,
+}
+
+impl SearchResult {
+    /// Whether some evaluated configuration meets the SLA.
+    pub fn has_feasible(&self) -> bool {
+        self.feasible > 0
+    }
+
+    /// The configuration to profile: the best recommendation, else the nearest one.
+    pub fn best(&self) -> Option<&Point> {
+        self.top.first().or(self.nearest.first())
+    }
+
+    /// The cost models of a point's prefill and decode engines (the same engine when aggregated).
+    pub fn step_models(&self, point: &Point) -> Option<(&StepModel, &StepModel)> {
+        match point.layout? {
+            Layout::Agg { engine } => Some((&self.engines[engine].step, &self.engines[engine].step)),
+            Layout::Disagg { prefill, decode, .. } => Some((&self.engines[prefill].step, &self.engines[decode].step)),
+        }
+    }
+}
+
+pub(crate) fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// The SGLang launch command of one engine.
+pub fn launch_command(step: &StepModel, role: Role, max_running_cap: Option<u64>) -> String {
+    let memory = step.memory();
+    let args = step.args();
+    let dp = u64::from(step.mapping().dp());
+    let mut launch = format!(
+        "python -m sglang.launch_server --model-path {} {} --mem-fraction-static {:.3}",
+        step.model().name,
+        step.mapping().sglang_flags(),
+        memory.mem_fraction_static
+    );
+    if let Some(chunk) = args.chunked_prefill_size {
+        launch.push_str(&format!(" --chunked-prefill-size {}", chunk * dp));
+    }
+    launch.push_str(&format!(" --cuda-graph-max-bs {}", args.cuda_graph_max_bs));
+    if let Some(cap) = max_running_cap {
+        launch.push_str(&format!(" --max-running-requests {cap}"));
+    }
+    if args.moe_a2a_backend == MoeA2aBackend::Deepep {
+        launch.push_str(" --moe-a2a-backend deepep");
+    }
+    match role {
+        Role::Prefill => launch.push_str(" --disaggregation-mode prefill"),
+        Role::Decode => launch.push_str(" --disaggregation-mode decode"),
+        Role::Aggregated => {}
+    }
+    launch
+}
+
+fn engine_desc(engine: &EngineChoice, role: Role, count: u32, cap: Option<u64>) -> EngineDesc {
+    let step = &engine.step;
+    let memory = step.memory();
+    let dp = u64::from(step.mapping().dp());
+    let max_running = match cap {
+        Some(cap) => memory.max_running_requests.min((cap / dp).max(1) * dp),
+        None => memory.max_running_requests,
+    };
+    EngineDesc {
+        role,
+        count,
+        mapping: step.mapping().to_string(),
+        mapping_kind: step.mapping().kind(),
+        gpus_per_engine: step.mapping().n_gpus(),
+        weights_gb_per_gpu: round3(memory.weights_bytes_per_gpu / GIB),
+        kv_capacity_tokens: memory.kv_capacity_tokens,
+        max_running_requests: max_running,
+        mem_fraction_static: round3(memory.mem_fraction_static),
+        chunked_prefill_size: step.args().chunked_prefill_size.map(|chunk| chunk * dp),
+        cuda_graph_max_bs: step.args().cuda_graph_max_bs,
+        launch: launch_command(step, role, cap),
+    }
+}
+
+fn knobs(engine: &EngineChoice) -> String {
+    match engine.chunked_prefill_size_flag {
+        Some(chunk) => format!(" chunk {chunk}"),
+        None => String::new(),
+    }
+}
+
+/// The engines of a candidate's whole deployment.
+pub(crate) fn engine_descs(candidate: &Candidate, engines: &[EngineChoice]) -> Vec<EngineDesc> {
+    let cap = candidate.max_running_cap;
+    match candidate.layout {
+        Layout::Agg { engine } => vec![engine_desc(&engines[engine], Role::Aggregated, candidate.replicas, cap)],
+        Layout::Disagg {
+            prefill,
+            decode,
+            n_prefill,
+            n_decode,
+        } => vec![
+            engine_desc(&engines[prefill], Role::Prefill, n_prefill * candidate.replicas, None),
+            engine_desc(&engines[decode], Role::Decode, n_decode * candidate.replicas, cap),
+        ],
+    }
+}
+
+/// Names a candidate: (GPU, mode and mapping; full label with knobs and load; mapping column).
+pub(crate) fn names(candidate: &Candidate, engines: &[EngineChoice], config: &SearchConfig) -> (String, String, String) {
+    let cap = match candidate.max_running_cap {
+        Some(cap) => format!(" max-running {cap}"),
+        None => String::new(),
+    };
+    let (knobbed, mapping) = match candidate.layout {
+        Layout::Agg { engine } => {
+            let engine = &engines[engine];
+            let gpu = &config.gpus[engine.gpu_idx].name;
+            let mapping = engine.step.mapping().to_string();
+            (format!("{gpu} agg {mapping}{}{cap}", knobs(engine)), mapping)
+        }
+        Layout::Disagg {
+            prefill,
+            decode,
+            n_prefill,
+            n_decode,
+        } => {
+            let (prefill, decode) = (&engines[prefill], &engines[decode]);
+            let gpu = &config.gpus[prefill.gpu_idx].name;
+            let mapping = format!("{n_prefill}P {} + {n_decode}D {}", prefill.step.mapping(), decode.step.mapping());
+            (
+                format!(
+                    "{gpu} disagg {n_prefill}P {}{} + {n_decode}D {}{cap}",
+                    prefill.step.mapping(),
+                    knobs(prefill),
+                    decode.step.mapping()
+                ),
+                mapping,
+            )
+        }
+    };
+    let load = match candidate.unit_load {
+        UnitLoad::Concurrency(clients) => format!("c{}", clients * u64::from(candidate.replicas)),
+        UnitLoad::Rate(rate) => format!("{} req/s", round3(rate * f64::from(candidate.replicas))),
+    };
+    let label = format!("{knobbed} x{} {load}", candidate.replicas);
+    // Recommendations are distinct by GPU, mode and mapping; knobs and load pick the best of each.
+    let gpu_idx = match candidate.layout {
+        Layout::Agg { engine } | Layout::Disagg { prefill: engine, .. } => engines[engine].gpu_idx,
+    };
+    let mode = if matches!(candidate.layout, Layout::Agg { .. }) {
+        "agg"
+    } else {
+        "disagg"
+    };
+    (format!("{} {mode} {mapping}", config.gpus[gpu_idx].name), label, mapping)
+}

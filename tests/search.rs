@@ -1,0 +1,303 @@
+//! `sglsim search` and `sglsim profile`: the JSON contract, the Pareto front, determinism across
+//! thread counts, the Dynamo files (read back with ndarray-npy, and with NumPy when it is installed),
+//! and clear errors for bad input.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+use ndarray_npy::NpzReader;
+
+use crate::util::{sglsim, sglsim_args, temp_dir};
+use sglsim::model::coefficients::Coefficients;
+use sglsim::model::gpu::GpuCatalog;
+use sglsim::model::model_catalog::find_bundled_spec;
+use sglsim::model::server_args::ServerArgs;
+use sglsim::search::config::{GpuLimits, ModeChoice, SearchConfig, SlaTarget, WorkloadShape};
+use sglsim::search::pareto::pareto_front;
+use sglsim::sim::metrics::Percentile;
+use sglsim::sim::workload::LengthDistribution;
+
+/// A small search: Qwen3-8B on up to 2 H100s per engine, short requests, few simulations.
+const SMALL: &str =
+    "search --model Qwen3-8B --gpu h100 --max-gpus-per-engine 2 --isl 512 --osl 32 --ttft 200 --itl 15 --max-simulations 12";
+
+fn small_config(n_threads: usize) -> SearchConfig {
+    let catalog = GpuCatalog::builtin().unwrap();
+    SearchConfig {
+        model: find_bundled_spec("Qwen3-8B").unwrap().unwrap(),
+        gpus: vec![catalog.find("h100").unwrap().clone(), catalog.find("h200").unwrap().clone()],
+        coefficients: Coefficients::defaults(),
+        server_args: ServerArgs::sglang_defaults(),
+        limits: GpuLimits {
+            total_gpus: Some(4),
+            max_gpus_per_engine: None,
+        },
+        workload: WorkloadShape {
+            isl: 512,
+            osl: 32,
+            lengths: LengthDistribution::Uniform { range_ratio: 0.5 },
+            seed: 3,
+        },
+        sla: SlaTarget {
+            ttft_ms: 150.0,
+            itl_ms: 12.0,
+            percentile: Percentile::P90,
+        },
+        modes: ModeChoice::Both,
+        load: None,
+        top_k: 4,
+        max_simulations: 16,
+        n_threads: Some(n_threads),
+    }
+}
+
+fn serialised(config: &SearchConfig) -> String {
+    let result = sglsim::search::search(config).unwrap();
+    let mut value = serde_json::to_value(&result).unwrap();
+    value["points"] = serde_json::to_value(&result.points).unwrap();
+    serde_json::to_string(&value).unwrap()
+}
+
+#[test]
+fn one_thread_and_many_threads_give_identical_output() {
+    let one = serialised(&small_config(1));
+    assert_eq!(one, serialised(&small_config(2)));
+    assert_eq!(one, serialised(&small_config(4)));
+    // Through the binary too: everything but the wall time.
+    let strip = |text: &str| {
+        let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
+        value.as_object_mut().unwrap().remove("elapsed_ms");
+        value
+    };
+    let a = sglsim(&format!("{SMALL} --json --threads 1"));
+    let b = sglsim(&format!("{SMALL} --json --threads 3"));
+    assert_eq!(a.code, b.code, "{}", a.stderr);
+    assert_eq!(strip(&a.stdout), strip(&b.stdout));
+}
+
+#[test]
+fn pareto_front_is_complete_and_non_dominated_by_brute_force() {
+    let result = sglsim::search::search(&small_config(2)).unwrap();
+    assert!(result.points.len() >= 8, "{}", result.points.len());
+    let axes: Vec<(f64, f64)> = result.points.iter().map(|p| (p.output_tok_s_per_gpu, p.tok_s_per_user)).collect();
+    for (index, point) in result.points.iter().enumerate() {
+        let dominated = axes
+            .iter()
+            .any(|&(a, b)| a >= axes[index].0 && b >= axes[index].1 && (a > axes[index].0 || b > axes[index].1));
+        assert_eq!(point.pareto, !dominated, "{}", point.label);
+    }
+    assert_eq!(result.pareto.len(), result.points.iter().filter(|p| p.pareto).count());
+    assert_eq!(pareto_front(&axes), result.points.iter().map(|p| p.pareto).collect::<Vec<_>>());
+    // Recommendations meet the SLA and are ranked by tokens/s per GPU.
+    assert!(result.top.iter().all(|p| p.feasible && p.ttft_ms <= 150.0 && p.itl_ms <= 12.0));
+    assert!(result
+        .top
+        .windows(2)
+        .all(|w| w[0].output_tok_s_per_gpu >= w[1].output_tok_s_per_gpu));
+}
+
+#[test]
+fn search_json_has_the_contract_keys_and_launch_commands() {
+    let out = sglsim(&format!("{SMALL} --json --timing"));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("evaluated") && out.stderr.contains("ms wall"), "{}", out.stderr);
+    let json = out.json();
+    for key in ["pareto", "top", "evaluated", "elapsed_ms"] {
+        assert!(!json[key].is_null(), "{key} missing");
+    }
+    let top = &json["top"][0];
+    for key in [
+        "ttft_ms",
+        "itl_ms",
+        "output_tok_s_per_gpu",
+        "tok_s_per_user",
+        "request_s",
+        "n_gpus",
+        "replicas",
+    ] {
+        assert!(top[key].as_f64().is_some_and(|v| v > 0.0), "top.{key}: {}", top[key]);
+    }
+    let launch = top["engines"][0]["launch"].as_str().unwrap();
+    assert!(
+        launch.starts_with("python -m sglang.launch_server --model-path Qwen/Qwen3-8B --tp "),
+        "{launch}"
+    );
+    for flag in ["--mem-fraction-static", "--chunked-prefill-size", "--cuda-graph-max-bs"] {
+        assert!(launch.contains(flag), "{launch}");
+    }
+    // Disaggregated points launch both roles.
+    let disagg = json["pareto"].as_array().unwrap().iter().find(|p| p["mode"] == "disagg");
+    if let Some(point) = disagg {
+        let launches: Vec<&str> = point["engines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["launch"].as_str().unwrap())
+            .collect();
+        assert!(launches[0].ends_with("--disaggregation-mode prefill") && launches[1].ends_with("--disaggregation-mode decode"));
+    }
+}
+
+#[test]
+fn nothing_feasible_names_the_binding_limit_and_exits_1() {
+    let out = sglsim(
+        "search --model Qwen3-8B --gpu h100 --max-gpus-per-engine 2 --isl 512 --osl 32 --ttft 1 --itl 15 --max-simulations 8 --mode agg",
+    );
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("no feasible configuration: TTFT is the binding limit"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("nearest configurations"), "{}", out.stdout);
+    let json = sglsim("search --model Qwen3-8B --gpu h100 --max-gpus-per-engine 2 --isl 512 --osl 32 --ttft 1000 --itl 0.5 --max-simulations 8 --mode agg --json");
+    assert_eq!(json.code, 1);
+    let value = json.json();
+    assert_eq!(value["binding"]["constraint"], "ITL");
+    assert!(value["binding"]["excess_percent"].as_f64().unwrap() > 0.0);
+    assert!(!value["nearest"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let out = sglsim("search --model deepseek-ai/DeepSeek-V3 --gpu h200 --total-gpus 4 --isl 512 --osl 32 --ttft 1000 --itl 50");
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("--total-gpus 4 is below one engine") && out.stderr.contains("8 × h200"),
+        "{}",
+        out.stderr
+    );
+    let out = sglsim("search --model Qwen3-8B --gpu h100,h9000 --total-gpus 4 --isl 512 --osl 32 --ttft 1000 --itl 50");
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("unknown GPU 'h9000'"), "{}", out.stderr);
+    let out = sglsim("search --model Qwen3-8B --gpu h100 --isl 512 --osl 32 --ttft 1000 --itl 50");
+    assert_eq!(out.code, 2, "a GPU limit is required");
+    // A GPU the model cannot fit on is skipped with a warning; the others are searched.
+    let out = sglsim("search --model Qwen3-32B --gpu a100-40g,h200 --max-gpus-per-engine 1 --isl 512 --osl 32 --ttft 1000 --itl 50 --max-simulations 6 --mode agg --json");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("warning: skipping a100-40g"), "{}", out.stderr);
+    assert_eq!(out.json()["gpus"], serde_json::json!(["h200"]));
+    let out = sglsim("search --model Qwen3-32B --gpu a100-40g --max-gpus-per-engine 1 --isl 512 --osl 32 --ttft 1000 --itl 50");
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("fits on none of the GPUs") && out.stderr.contains("a100-40g"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn read_npz(path: &Path) -> NpzReader<Cursor<Vec<u8>>> {
+    NpzReader::new(Cursor::new(std::fs::read(path).unwrap())).unwrap()
+}
+
+fn check_dynamo_folder(dir: &Path) {
+    let mut prefill = read_npz(&dir.join("selected_prefill_interpolation/raw_data.npz"));
+    let isl: Array1<i64> = prefill.by_name("prefill_isl").unwrap();
+    let ttft: Array1<f64> = prefill.by_name("prefill_ttft").unwrap();
+    let thpt: Array1<f64> = prefill.by_name("prefill_thpt_per_gpu").unwrap();
+    assert!(isl.len() >= 5 && isl.windows(2).into_iter().all(|w| w[0] < w[1]));
+    assert!(ttft.len() == isl.len() && thpt.len() == isl.len() && ttft.iter().all(|&t| t > 0.0));
+    let mut decode = read_npz(&dir.join("selected_decode_interpolation/raw_data.npz"));
+    let kv: Array1<f64> = decode.by_name("x_kv_usage").unwrap();
+    let context: Array1<f64> = decode.by_name("y_context_length").unwrap();
+    let itl: Array1<f64> = decode.by_name("z_itl").unwrap();
+    let _: Array1<f64> = decode.by_name("z_thpt_per_gpu").unwrap();
+    let max_kv: Array1<i64> = decode.by_name("max_kv_tokens").unwrap();
+    assert_eq!(max_kv.len(), 1);
+    assert!(kv.iter().all(|&u| (0.0..=1.0).contains(&u)) && itl.len() == kv.len() && itl.len() >= 5);
+    let mut distinct: Vec<f64> = context.to_vec();
+    distinct.dedup();
+    assert!(distinct.len() >= 2);
+    let mut mocker = read_npz(&dir.join("perf_data.npz"));
+    let grid: Array2<f64> = mocker.by_name("decode_itl").unwrap();
+    let columns: Array1<f64> = mocker.by_name("decode_context_length").unwrap();
+    assert_eq!(grid.ncols(), columns.len());
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("decode_raw_data.json")).unwrap()).unwrap();
+    assert_eq!(json["max_kv_tokens"].as_i64(), Some(max_kv[0]));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("prefill_raw_data.json")).unwrap()).unwrap();
+    assert_eq!(json["prefill_isl"].as_array().unwrap().len(), isl.len());
+    numpy_check(dir);
+}
+
+/// Loads the archives with NumPy when python3 has it (CI installs it); skips otherwise.
+fn numpy_check(dir: &Path) {
+    let has_numpy = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_numpy {
+        eprintln!("numpy not available: skipping the NumPy check of {}", dir.display());
+        return;
+    }
+    let script = r#"
+import sys, numpy as np
+d = sys.argv[1]
+p = np.load(d + "/selected_prefill_interpolation/raw_data.npz")
+assert p["prefill_isl"].dtype == np.int64 and np.all(np.diff(p["prefill_isl"]) > 0)
+assert p["prefill_ttft"].dtype == np.float64 and p["prefill_thpt_per_gpu"].dtype == np.float64
+q = np.load(d + "/selected_decode_interpolation/raw_data.npz")
+for k in ["x_kv_usage", "y_context_length", "z_itl", "z_thpt_per_gpu"]:
+    assert q[k].dtype == np.float64 and q[k].shape == q["z_itl"].shape, k
+assert q["max_kv_tokens"].dtype == np.int64 and q["max_kv_tokens"].shape == (1,)
+m = np.load(d + "/perf_data.npz")
+assert m["decode_itl"].shape == (len(m["decode_active_kv_tokens"]), len(m["decode_context_length"]))
+print("numpy ok")
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn out_dir_holds_csv_json_svg_and_a_dynamo_profile() {
+    let dir = temp_dir();
+    let out = sglsim_args(
+        &SMALL
+            .split_whitespace()
+            .chain(["--out", dir.path().to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let csv = std::fs::read_to_string(dir.path().join("pareto.csv")).unwrap();
+    assert!(csv.starts_with("label,mode,gpu,mapping,xpyd,replicas,n_gpus,concurrency"), "{csv}");
+    assert!(csv.lines().count() >= 2);
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+    assert!(results["points"].as_array().unwrap().len() >= results["pareto"].as_array().unwrap().len());
+    let svg = std::fs::read_to_string(dir.path().join("pareto.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("Pareto front"));
+    check_dynamo_folder(dir.path());
+}
+
+#[test]
+fn profile_writes_the_dynamo_folder_for_a_named_configuration() {
+    let dir = temp_dir();
+    let out = sglsim_args(&[
+        "profile",
+        "--model",
+        "deepseek-ai/DeepSeek-R1",
+        "--gpu",
+        "h200",
+        "--tp",
+        "8",
+        "--decode-dp",
+        "8",
+        "--decode-ep",
+        "8",
+        "--isl",
+        "2000",
+        "--osl",
+        "500",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("prefill tp8 (TP), decode tp8-dp8-ep8 (DEP)"), "{}", out.stdout);
+    check_dynamo_folder(dir.path());
+    assert!(dir.path().join("prefill_performance.svg").exists() && dir.path().join("decode_performance.svg").exists());
+    let out = sglsim("profile --model Llama-3.1-405B-Instruct --gpu h100 --tp 1 --isl 100 --osl 10 --out /nonexistent/x");
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("does not fit"), "{}", out.stderr);
+}
