@@ -1,7 +1,8 @@
 //! sglsim predicts how SGLang will serve a model on a GPU configuration before anyone rents the GPUs.
 //!
 //! Brief overview: [`model`] is a roofline cost model of SGLang's forward passes and its memory
-//! rules; [`sim`] is an event-level twin of SGLang's scheduler built on it. The `sglsim` binary
+//! rules; [`sim`] is an event-level twin of SGLang's scheduler built on it; [`search`] finds the
+//! deployments that serve a workload best within a TTFT/ITL SLA. The `sglsim` binary
 //! (`src/main.rs`, `src/cli/`) parses flags, calls the library and prints reports.
 //!
 //! ```

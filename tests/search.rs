@@ -301,3 +301,29 @@ fn profile_writes_the_dynamo_folder_for_a_named_configuration() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("does not fit"), "{}", out.stderr);
 }
+
+#[test]
+fn only_search_uses_rayon_and_search_imports_no_cli_or_files() {
+    fn visit(dir: &Path, files: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                visit(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    visit(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    for (path, text) in &files {
+        let in_search = path.contains("/src/search/");
+        if !in_search {
+            assert!(!text.contains("rayon"), "{path} uses rayon; only src/search may");
+        } else {
+            for needle in ["crate::cli", "std::fs", "println!", "eprintln!", "std::env"] {
+                assert!(!text.contains(needle), "{path} contains {needle}");
+            }
+        }
+    }
+}

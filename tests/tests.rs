@@ -1,5 +1,7 @@
 //! The integration-test binary: one module per theme.
 
+mod bench;
+mod calibrate;
 mod cli;
 mod regression;
 mod search;

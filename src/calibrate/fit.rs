@@ -26,13 +26,14 @@ use argmin::solver::neldermead::NelderMead;
 use serde::Serialize;
 
 use super::error::{Error, Result};
-use super::ingest::{Lengths, Load, MeasuredMetrics, MeasuredPoint, Summary, Workload};
+use super::ingest::{MeasuredMetrics, MeasuredPoint, Workload};
 use crate::model::coefficients::{Coefficients, COEFFICIENT_INFO};
-use crate::model::ops::{ExtendRequest, RankBatch};
 use crate::model::step::{EngineConfig, StepModel};
-use crate::sim::cluster::{simulate, Deployment, Role, SimOptions};
-use crate::sim::deploy::engine_spec;
-use crate::sim::workload::{generate_requests, Arrivals, LengthDistribution, WorkloadSpec};
+
+mod targets;
+
+pub use targets::{predict_point, targets_of, MetricName, Statistic, Target, MIN_DECODE_OSL_TOKENS};
+use targets::predicted_value;
 
 /// Fewest usable measured points a fit accepts.
 pub const MIN_POINTS: usize = 3;
@@ -129,229 +130,6 @@ pub struct FitProgress {
 /// A progress callback.
 pub type ProgressFn = Box<dyn FnMut(&FitProgress)>;
 
-/// Which statistic of a metric a residual compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Statistic {
-    /// The mean.
-    Mean,
-    /// The median.
-    P50,
-}
-
-/// Which metric a residual compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricName {
-    /// Time to first token (prefill latency for a static batch), ms.
-    TtftMs,
-    /// Inter-chunk latency (one decode step for static batches and Dynamo points), ms.
-    ItlMs,
-    /// Time per output token, ms.
-    TpotMs,
-    /// End-to-end latency, ms.
-    E2eMs,
-    /// Output throughput, tokens/s.
-    OutputTokPerS,
-}
-
-impl MetricName {
-    /// The metric's name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            MetricName::TtftMs => "ttft_ms",
-            MetricName::ItlMs => "itl_ms",
-            MetricName::TpotMs => "tpot_ms",
-            MetricName::E2eMs => "e2e_ms",
-            MetricName::OutputTokPerS => "output_tok_per_s",
-        }
-    }
-}
-
-/// One measured value the fit compares with a prediction.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Target {
-    /// Index of its point among the points given to [`fit`].
-    pub point: usize,
-    /// The metric.
-    pub metric: MetricName,
-    /// The statistic.
-    pub statistic: Statistic,
-    /// The measured value.
-    pub measured: f64,
-}
-
-fn pick(summary: Option<Summary>) -> Option<(Statistic, f64)> {
-    let summary = summary?;
-    summary
-        .p50
-        .map(|v| (Statistic::P50, v))
-        .or(summary.mean.map(|v| (Statistic::Mean, v)))
-        .filter(|(_, v)| v.is_finite() && *v > 0.0)
-}
-
-/// The residual targets of one point: TTFT; TPOT (else ITL); E2E or output throughput only when neither is measured.
-pub fn targets_of(index: usize, point: &MeasuredPoint) -> Vec<Target> {
-    let measured = &point.measured;
-    let mut targets = Vec::new();
-    let mut push = |metric, found: Option<(Statistic, f64)>| {
-        if let Some((statistic, value)) = found {
-            targets.push(Target {
-                point: index,
-                metric,
-                statistic,
-                measured: value,
-            });
-        }
-    };
-    push(MetricName::TtftMs, pick(measured.ttft_ms));
-    let decode = match point.workload {
-        Workload::StaticBatch { .. } | Workload::DecodeStep { .. } => pick(measured.itl_ms).map(|f| (MetricName::ItlMs, f)),
-        _ => pick(measured.tpot_ms)
-            .map(|f| (MetricName::TpotMs, f))
-            .or_else(|| pick(measured.itl_ms).map(|f| (MetricName::ItlMs, f))),
-    };
-    if let Some((metric, found)) = decode {
-        push(metric, Some(found));
-    }
-    if measured.ttft_ms.is_none() && decode.is_none() {
-        match pick(measured.e2e_ms) {
-            Some(found) => push(MetricName::E2eMs, Some(found)),
-            None => push(
-                MetricName::OutputTokPerS,
-                measured.output_tok_per_s.map(|v| (Statistic::Mean, v)).filter(|(_, v)| *v > 0.0),
-            ),
-        }
-    }
-    targets
-}
-
-/// Predicts what a point's client would measure with these coefficients.
-pub fn predict_point(step: &StepModel, point: &MeasuredPoint, max_sim_requests: u64, seed: u64) -> Result<MeasuredMetrics> {
-    let dp = u64::from(step.mapping().dp());
-    let exact = |ms: f64| {
-        Some(Summary {
-            mean: Some(ms),
-            p50: Some(ms),
-            p90: Some(ms),
-            p99: Some(ms),
-        })
-    };
-    Ok(match point.workload {
-        Workload::PrefillAlone { isl_tokens } => MeasuredMetrics {
-            ttft_ms: exact(step.prefill_s(isl_tokens) * 1e3),
-            ..MeasuredMetrics::default()
-        },
-        Workload::DecodeStep { batch, context_tokens } => MeasuredMetrics {
-            itl_ms: exact(step.decode_step_s(batch.div_ceil(dp).max(1), context_tokens).total_s * 1e3),
-            ..MeasuredMetrics::default()
-        },
-        Workload::StaticBatch {
-            batch,
-            isl_tokens,
-            osl_tokens,
-        } => {
-            let per_rank = batch.div_ceil(dp).max(1);
-            let requests = vec![
-                ExtendRequest {
-                    new_tokens: isl_tokens,
-                    cached_tokens: 0,
-                };
-                per_rank as usize
-            ];
-            let ranks = vec![RankBatch::Extend(&requests); dp as usize];
-            let prefill_ms = step.forward(&ranks).gpu_s * 1e3;
-            let decode_ms = step.decode_step_s(per_rank, isl_tokens + osl_tokens / 2).gpu_s * 1e3;
-            MeasuredMetrics {
-                ttft_ms: exact(prefill_ms),
-                itl_ms: exact(decode_ms),
-                e2e_ms: exact(prefill_ms + decode_ms * osl_tokens.saturating_sub(1) as f64),
-                ..MeasuredMetrics::default()
-            }
-        }
-        Workload::Served {
-            isl_tokens,
-            osl_tokens,
-            lengths,
-            load,
-            n_requests,
-            n_warmup,
-        } => {
-            let (arrivals, cap) = match load {
-                Load::Concurrency(concurrency) => (Arrivals::Closed { concurrency }, 6 * concurrency),
-                Load::RequestRatePerS(rate) if rate.is_finite() => (Arrivals::Poisson { rate_per_s: rate }, u64::MAX),
-                Load::RequestRatePerS(_) => (Arrivals::AllAtOnce, u64::MAX),
-            };
-            let n_sim = n_requests.min(cap).min(max_sim_requests).max(1);
-            let spec = WorkloadSpec {
-                isl: isl_tokens,
-                osl: osl_tokens,
-                lengths: match lengths {
-                    Lengths::Fixed => LengthDistribution::Fixed,
-                    Lengths::Uniform { range_ratio } => LengthDistribution::Uniform { range_ratio },
-                    Lengths::Normal {
-                        isl_std_tokens,
-                        osl_std_tokens,
-                    } => LengthDistribution::Normal {
-                        isl_std: isl_std_tokens,
-                        osl_std: osl_std_tokens,
-                    },
-                },
-                arrivals,
-                n_requests: n_sim,
-                n_warmup: n_warmup.min(8),
-                seed,
-            };
-            let requests = generate_requests(&spec)?;
-            let deployment = Deployment {
-                engines: vec![engine_spec(step, Role::Aggregated)],
-                transfer: None,
-            };
-            let output = simulate(
-                &deployment,
-                &requests,
-                SimOptions {
-                    arrivals,
-                    sla: None,
-                    record_timeline: false,
-                },
-            )?;
-            let metrics = output.metrics;
-            let summary = |d: crate::sim::metrics::Distribution| {
-                Some(Summary {
-                    mean: Some(d.mean),
-                    p50: Some(d.p50),
-                    p90: Some(d.p90),
-                    p99: Some(d.p99),
-                })
-            };
-            MeasuredMetrics {
-                ttft_ms: summary(metrics.ttft_ms),
-                itl_ms: summary(metrics.itl_ms),
-                tpot_ms: summary(metrics.tpot_ms),
-                e2e_ms: summary(metrics.e2e_ms),
-                output_tok_per_s: Some(metrics.throughput.output_tok_s),
-                input_tok_per_s: Some(metrics.throughput.input_tok_s),
-                request_per_s: Some(metrics.throughput.request_s),
-            }
-        }
-    })
-}
-
-fn predicted_value(predicted: &MeasuredMetrics, target: &Target) -> Option<f64> {
-    let summary = match target.metric {
-        MetricName::TtftMs => predicted.ttft_ms,
-        MetricName::ItlMs => predicted.itl_ms,
-        MetricName::TpotMs => predicted.tpot_ms,
-        MetricName::E2eMs => predicted.e2e_ms,
-        MetricName::OutputTokPerS => return predicted.output_tok_per_s,
-    }?;
-    match target.statistic {
-        Statistic::Mean => summary.mean,
-        Statistic::P50 => summary.p50,
-    }
-}
-
 /// The least-squares objective: data residuals of the targets in use plus prior residuals.
 pub struct Objective<'a> {
     engine: &'a EngineConfig,
@@ -392,7 +170,9 @@ impl<'a> Objective<'a> {
         for (slot, &ui) in u.iter().enumerate() {
             let (low, high) = self.bounds(slot);
             let sigma = 1.0 / (1.0 + (-ui).exp());
-            values[self.fitted[slot]] = (low + (high - low) * sigma).exp();
+            let info = &COEFFICIENT_INFO[self.fitted[slot]];
+            // Rounding in exp(ln) can step past the range's ends, which validation refuses.
+            values[self.fitted[slot]] = (low + (high - low) * sigma).exp().clamp(info.min, info.max);
         }
         values
     }
@@ -595,6 +375,8 @@ pub struct CoefficientFit {
     pub sensitivity: f64,
     /// What happened to it.
     pub status: CoefficientStatus,
+    /// Whether the fitted value sits at an end of its plausible range (the data pull it further).
+    pub at_bound: bool,
 }
 
 /// One target's measured and predicted values.
@@ -875,6 +657,11 @@ pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<Progre
             fitted: value,
             change_pct: change * 100.0,
             sensitivity: fitted_slot.map_or(sensitivity, |slot| fitted_sensitivity[slot]),
+            at_bound: fitted_slot.is_some() && {
+                let (low, high) = (info.min.ln(), info.max.ln());
+                let position = (value.ln() - low) / (high - low);
+                !(0.005..=0.995).contains(&position)
+            },
             status: match fitted_slot {
                 None => CoefficientStatus::NotIdentified,
                 Some(_) if change.abs() >= MOVED_FRACTION => CoefficientStatus::Moved,
@@ -902,5 +689,4 @@ pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<Progre
 }
 
 #[cfg(test)]
-#[path = "fit_tests.rs"]
 mod tests;

@@ -255,10 +255,8 @@ pub fn parse_duration_s(text: &str) -> Result<f64> {
         total_s += value * unit_s;
         number.clear();
     }
-    if !number.is_empty() || !(total_s.is_finite() && total_s > 0.0) {
-        return Err(bad());
-    }
-    Ok(total_s)
+    let valid = number.is_empty() && total_s.is_finite() && total_s > 0.0;
+    valid.then_some(total_s).ok_or_else(bad)
 }
 
 #[cfg(test)]

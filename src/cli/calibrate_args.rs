@@ -95,11 +95,15 @@ mod tests {
     #[test]
     fn calibrate_takes_sources_or_a_url_with_a_budget() {
         let cli = parse("sglsim calibrate --gpu h100 --from a b --out p.json").unwrap();
-        let Command::Calibrate(args) = cli.command else { panic!("not calibrate") };
+        let Command::Calibrate(args) = cli.command else {
+            panic!("not calibrate")
+        };
         assert_eq!(args.from.len(), 2);
         assert_eq!(args.budget, 600.0);
         let cli = parse("sglsim calibrate --gpu h100 --model m --url http://x:1 --budget 90s --dry-run").unwrap();
-        let Command::Calibrate(args) = cli.command else { panic!("not calibrate") };
+        let Command::Calibrate(args) = cli.command else {
+            panic!("not calibrate")
+        };
         assert_eq!((args.budget, args.dry_run), (90.0, true));
         assert!(parse("sglsim calibrate --gpu h100").is_err());
         assert!(parse("sglsim calibrate --gpu h100 --from a --url http://x:1").is_err());

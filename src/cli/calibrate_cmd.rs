@@ -118,7 +118,7 @@ fn progress() -> Option<sglsim::calibrate::fit::ProgressFn> {
         return None;
     }
     Some(Box::new(|progress: &FitProgress| {
-        if progress.iteration % 10 != 0 {
+        if !progress.iteration.is_multiple_of(10) {
             return;
         }
         let stage = match progress.stage {
@@ -270,22 +270,22 @@ fn describe(workload: &Workload) -> String {
 }
 
 fn ingest_table(ingested: &Ingested) -> String {
-    let mut out = format!(
-        "read {} points from {} files\n",
-        ingested.points.len(),
-        ingested.sources.len()
-    );
+    let mut out = format!("read {} points from {} files\n", ingested.points.len(), ingested.sources.len());
     for source in &ingested.sources {
-        out.push_str(&format!("  {:<16} {:>3} points  {}\n", source.kind.name(), source.n_points, source.path));
+        out.push_str(&format!(
+            "  {:<16} {:>3} points  {}\n",
+            source.kind.name(),
+            source.n_points,
+            source.path
+        ));
     }
     for warning in &ingested.warnings {
         out.push_str(&format!("  warning: {warning}\n"));
     }
     out.push_str("\n  workload                      ttft ms      tpot ms       itl ms\n");
     for point in &ingested.points {
-        let central = |s: Option<sglsim::calibrate::ingest::Summary>| {
-            s.and_then(|s| s.central()).map_or("-".to_string(), |v| format!("{v:.2}"))
-        };
+        let central =
+            |s: Option<sglsim::calibrate::ingest::Summary>| s.and_then(|s| s.central()).map_or("-".to_string(), |v| format!("{v:.2}"));
         out.push_str(&format!(
             "  {:<28} {:>8} {:>12} {:>12}\n",
             describe(&point.workload),
@@ -324,6 +324,11 @@ fn fit_table(profile: &Profile, report: &FitReport, ingested: &Ingested, warning
             CoefficientStatus::Moved => "moved",
             CoefficientStatus::Held => "held",
             CoefficientStatus::NotIdentified => "not identified",
+        };
+        let status = if coefficient.at_bound {
+            format!("{status}, at its range's end")
+        } else {
+            status.to_string()
         };
         out.push_str(&format!(
             "  {:<22} {:>10.4} {:>11.4} {:>8.1}% {:>12.3}  {status}\n",

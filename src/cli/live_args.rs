@@ -124,9 +124,7 @@ mod tests {
     #[test]
     fn bench_needs_exactly_one_load_flag() {
         let cli = parse("sglsim bench --url http://127.0.0.1:1 --isl 10 --osl 5 --concurrency 4 --endpoint chat").unwrap();
-        let Command::Bench(args) = cli.command else {
-            panic!("not bench")
-        };
+        let Command::Bench(args) = cli.command else { panic!("not bench") };
         assert_eq!((args.concurrency, args.timeout_s), (Some(4), 600.0));
         assert!(parse("sglsim bench --url u --isl 1 --osl 1").is_err());
         assert!(parse("sglsim bench --url u --isl 1 --osl 1 --concurrency 2 --request-rate 3").is_err());
@@ -136,11 +134,12 @@ mod tests {
     #[test]
     fn serve_takes_sglang_flags_and_binds_loopback_by_default() {
         let cli = parse("sglsim serve --model Qwen/Qwen3-8B --gpu h100 --tp 2 --stream-interval 2 --perturb 0.1 --reveal").unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("not serve")
-        };
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
         assert_eq!((args.host.as_str(), args.port, args.tp), ("127.0.0.1", 30000, 2));
         assert_eq!(args.server.stream_interval, 2);
-        assert!(parse("sglsim serve --model m --gpu h100 --reveal").is_err(), "--reveal needs --perturb");
+        assert!(
+            parse("sglsim serve --model m --gpu h100 --reveal").is_err(),
+            "--reveal needs --perturb"
+        );
     }
 }

@@ -45,9 +45,17 @@ struct BenchReport<'a> {
 /// `sglsim bench`.
 pub fn bench(args: &BenchArgs) -> Result<Outcome> {
     let (arrivals, n_requests, rate_label) = match (args.concurrency, &args.request_rate) {
-        (Some(concurrency), _) => (Arrivals::Closed { concurrency }, args.num_requests.unwrap_or(10 * concurrency), None),
+        (Some(concurrency), _) => (
+            Arrivals::Closed { concurrency },
+            args.num_requests.unwrap_or(10 * concurrency),
+            None,
+        ),
         (None, Some(rate)) => match rate.trim().to_ascii_lowercase().as_str() {
-            "inf" | "infinity" => (Arrivals::AllAtOnce, args.num_requests.unwrap_or(1000), Some(serde_json::json!("inf"))),
+            "inf" | "infinity" => (
+                Arrivals::AllAtOnce,
+                args.num_requests.unwrap_or(1000),
+                Some(serde_json::json!("inf")),
+            ),
             text => match text.parse::<f64>() {
                 Ok(rate_per_s) if rate_per_s > 0.0 && rate_per_s.is_finite() => (
                     Arrivals::Poisson { rate_per_s },
@@ -139,14 +147,20 @@ fn bench_table(args: &BenchArgs, endpoint: Endpoint, load: &str, outcome: &Bench
         metrics.n_requests + metrics.n_errors,
         args.warmup_requests
     );
-    out.push_str(&format!("  {:<10} {:>10} {:>10} {:>10} {:>10}\n", "metric", "mean", "p50", "p90", "p99"));
+    out.push_str(&format!(
+        "  {:<10} {:>10} {:>10} {:>10} {:>10}\n",
+        "metric", "mean", "p50", "p90", "p99"
+    ));
     for (name, d) in [
         ("TTFT ms", metrics.ttft_ms),
         ("ITL ms", metrics.itl_ms),
         ("TPOT ms", metrics.tpot_ms),
         ("E2E ms", metrics.e2e_ms),
     ] {
-        out.push_str(&format!("  {name:<10} {:>10.2} {:>10.2} {:>10.2} {:>10.2}\n", d.mean, d.p50, d.p90, d.p99));
+        out.push_str(&format!(
+            "  {name:<10} {:>10.2} {:>10.2} {:>10.2} {:>10.2}\n",
+            d.mean, d.p50, d.p90, d.p99
+        ));
     }
     out.push_str(&format!(
         "\n  {} requests in {:.2} s: {:.1} output tok/s, {:.1} input tok/s, {:.2} req/s; {} failed\n",

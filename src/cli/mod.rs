@@ -3,12 +3,12 @@
 //! This is the only place that reads arguments, files named on the command line, prints, or picks exit codes.
 
 pub mod args;
+pub mod calibrate_args;
+pub mod calibrate_cmd;
+pub mod live_args;
+pub mod live_cmd;
 pub mod plan;
 pub mod report;
 pub mod run;
 pub mod search_args;
 pub mod search_cmd;
-pub mod live_args;
-pub mod live_cmd;
-pub mod calibrate_args;
-pub mod calibrate_cmd;

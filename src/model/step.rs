@@ -212,6 +212,34 @@ impl StepModel {
         Some(self.finish_step(gpu, true, false, max_batch))
     }
 
+    /// A CUDA-graph decode step from each rank's (requests, sum of contexts), for models whose decode
+    /// cost depends on contexts only through their sum (no sliding windows); `None` otherwise or when
+    /// the batch exceeds the captured sizes. Equals [`StepModel::forward`] on the same batches.
+    pub fn decode_by_context_sum(&self, ranks: &[(u64, u64)]) -> Option<StepCost> {
+        if self.model.sliding_window.is_some() {
+            return None;
+        }
+        let max_batch = ranks.iter().map(|&(n, _)| n).max().filter(|&n| n > 0)?;
+        let index = self.args.capture_batch_sizes.partition_point(|&size| size < max_batch);
+        let padded = *self.args.capture_batch_sizes.get(index)?;
+        let mut slowest_core = OpCost::default();
+        for &(n, sum) in ranks {
+            if n == 0 {
+                continue;
+            }
+            // One request whose context is the sum attends the same tokens as the batch: sum + n.
+            let contexts = [sum + n - 1];
+            let mut ops: Vec<Op<'_>> = Vec::with_capacity(8);
+            let core = self.decode_attention_core(RankBatch::Decode(&contexts), padded, &mut ops);
+            if core.total_s() > slowest_core.total_s() {
+                slowest_core = core;
+            }
+        }
+        let mut gpu = self.decode_templates[index];
+        gpu.add(&slowest_core);
+        Some(self.finish_step(gpu, true, false, max_batch))
+    }
+
     /// Adds framework time (graph replay or eager launches, prefill fixed cost, scheduler CPU) to GPU op time.
     fn finish_step(&self, gpu: OpCost, cuda_graph: bool, any_extend: bool, n_requests: u64) -> StepCost {
         let mut overhead_s = gpu.floor_s;

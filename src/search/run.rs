@@ -32,15 +32,12 @@ pub fn search(config: &SearchConfig) -> Result<SearchResult> {
 }
 
 fn search_in_pool(config: &SearchConfig) -> Result<SearchResult> {
-    let t0 = std::time::Instant::now();
     let (engines, skipped_gpus) = build_engines(config);
-    eprintln!("engines {} {:?}", engines.len(), t0.elapsed());
     if engines.is_empty() {
         return Err(nothing_fits(config, &skipped_gpus));
     }
     let candidates = enumerate_candidates(config, &engines);
     let estimates: Vec<Estimate> = candidates.par_iter().map(|c| estimate(c, &engines, config)).collect();
-    eprintln!("screen {:?}", t0.elapsed());
     let configuration_of = configuration_ids(&candidates);
     let survivors = select_survivors(
         &estimates,
@@ -56,7 +53,6 @@ fn search_in_pool(config: &SearchConfig) -> Result<SearchResult> {
         .into_iter()
         .flatten()
         .collect();
-    eprintln!("sims {:?}", t0.elapsed());
     points.sort_by(|a, b| {
         b.output_tok_s_per_gpu
             .total_cmp(&a.output_tok_s_per_gpu)
@@ -157,9 +153,7 @@ fn configuration_ids(candidates: &[Candidate]) -> Vec<usize> {
 
 /// Simulates a candidate and turns the run into a point; `None` when the run fails.
 fn evaluate(candidate: &Candidate, estimate: &Estimate, engines: &[EngineChoice], config: &SearchConfig) -> Option<Point> {
-    let t = std::time::Instant::now();
     let metrics = simulate_candidate(candidate, estimate, engines, config).ok()?;
-    eprintln!("sim {:?} {:?} {:?}", t.elapsed(), candidate.unit_load, candidate.layout);
     let percentile = config.sla.percentile;
     let ttft_ms = metrics.ttft_ms.at(percentile);
     let itl_ms = metrics.tpot_ms.at(percentile);

@@ -138,6 +138,11 @@ pub fn spawn(config: ServeConfig) -> Result<ServeHandle, ServeError> {
             let result = runtime.block_on(async move {
                 let listener =
                     tokio::net::TcpListener::from_std(listener).map_err(|e| ServeError::Runtime(format!("cannot listen: {e}")))?;
+                // Without TCP_NODELAY, Nagle's algorithm holds each small SSE chunk until the client's
+                // delayed ACK (up to 40 ms), bunching tokens together.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+                    let _ = stream.set_nodelay(true);
+                });
                 let server = std::future::IntoFuture::into_future(axum::serve(listener, router(state)));
                 tokio::select! {
                     result = server => result.map_err(|e| ServeError::Runtime(e.to_string())),

@@ -24,11 +24,23 @@ use crate::model::server_args::OverlapSchedule;
 pub trait StepTimer {
     /// Seconds one iteration takes, given each DP rank's batch.
     fn step_s(&self, ranks: &[RankBatch<'_>]) -> f64;
+
+    /// Seconds of a CUDA-graph decode step given each rank's (requests, sum of contexts), when the
+    /// step time depends on contexts only through their sum; `None` otherwise (the simulator then
+    /// steps one iteration at a time).
+    fn decode_by_sum_s(&self, ranks: &[(u64, u64)]) -> Option<f64> {
+        let _ = ranks;
+        None
+    }
 }
 
 impl StepTimer for crate::model::step::StepModel {
     fn step_s(&self, ranks: &[RankBatch<'_>]) -> f64 {
         self.forward(ranks).total_s
+    }
+
+    fn decode_by_sum_s(&self, ranks: &[(u64, u64)]) -> Option<f64> {
+        self.decode_by_context_sum(ranks).map(|cost| cost.total_s)
     }
 }
 
@@ -475,7 +487,12 @@ impl Simulation<'_, '_> {
             })
             .collect();
         let duration_s = spec.timer.step_s(&batches);
-        let end = now.after_secs(duration_s).max(SimTime(now.0 + 1));
+        let mut end = now.after_secs(duration_s).max(SimTime(now.0 + 1));
+        drop(batches);
+        if !any_prefill && !self.record_timeline {
+            end = self.fast_forward_decode(engine_idx, &works, now, end);
+        }
+        let engine = &mut self.engines[engine_idx];
         if self.record_timeline {
             let kind = if any_mixed || (any_prefill && works.iter().any(|w| matches!(w, RankWork::Decode(_)))) {
                 "mixed"
@@ -500,6 +517,92 @@ impl Simulation<'_, '_> {
         engine.step_start = now;
         self.n_iterations += 1;
         self.push(end, Event::StepDone(engine_idx));
+    }
+
+    /// Runs steady decode steps in bulk. While no request can finish, nothing can arrive, no queue
+    /// holds work and KV suffices, consecutive decode steps differ only in context lengths, which grow
+    /// by one per request per step; the steps before the last are applied at once (tokens, KV, gaps,
+    /// token ratio) and the returned time is the end of the last one, which `on_step_done` completes
+    /// as usual. Gives the same timeline as stepping one iteration at a time.
+    fn fast_forward_decode(&mut self, engine_idx: usize, works: &[RankWork], now: SimTime, first_end: SimTime) -> SimTime {
+        const MAX_STEPS: u64 = 100_000;
+        let spec = &self.deployment.engines[engine_idx];
+        let engine = &self.engines[engine_idx];
+        if spec.stream_interval != 1
+            || engine.ranks.iter().any(|r| !r.waiting.is_empty() || r.chunked.is_some())
+            || engine.arrived_during_step.iter().any(|a| !a.is_empty())
+            || engine.prebuilt.iter().any(|p| !p.is_empty())
+            || engine.prealloc.iter().any(|p| !p.is_empty())
+        {
+            return first_end;
+        }
+        let mut per_rank: Vec<(u64, u64)> = Vec::with_capacity(works.len());
+        let mut steps_until_finish = u64::MAX;
+        let mut steps_until_kv = u64::MAX;
+        for (rank_idx, work) in works.iter().enumerate() {
+            match work {
+                RankWork::Decode(running) => {
+                    let n = running.len() as u64;
+                    let sum: u64 = engine.contexts[rank_idx].iter().sum();
+                    per_rank.push((n, sum));
+                    for &request_idx in running {
+                        let request = &self.requests[request_idx];
+                        steps_until_finish = steps_until_finish.min(request.osl.saturating_sub(request.generated));
+                    }
+                    steps_until_kv = steps_until_kv.min(engine.ranks[rank_idx].kv_free_tokens() / n.max(1));
+                }
+                RankWork::Idle => per_rank.push((0, 0)),
+                RankWork::Prefill { .. } => return first_end,
+            }
+        }
+        // Step 0 is the one already costed; a request finishes at step `steps_until_finish - 1`, which
+        // must run normally, so bulk steps are 0 ..= last_bulk with last_bulk + 1 < steps_until_finish.
+        let next_event = self.events.peek().map(|Reverse((time, _, _))| *time).unwrap_or(SimTime(u64::MAX));
+        let limit = steps_until_finish.saturating_sub(1).min(steps_until_kv).min(MAX_STEPS);
+        if limit < 2 || first_end >= next_event {
+            return first_end;
+        }
+        let mut step_ends = vec![first_end];
+        let mut durations_ns = vec![first_end.0 - now.0];
+        while (step_ends.len() as u64) < limit {
+            let j = step_ends.len() as u64;
+            let ranks: Vec<(u64, u64)> = per_rank.iter().map(|&(n, sum)| (n, sum + j * n)).collect();
+            let Some(duration_s) = spec.timer.decode_by_sum_s(&ranks) else {
+                break;
+            };
+            let start = *step_ends.last().expect("non-empty");
+            let end = start.after_secs(duration_s).max(SimTime(start.0 + 1));
+            if end >= next_event {
+                break;
+            }
+            step_ends.push(end);
+            durations_ns.push(end.0 - start.0);
+        }
+        // Steps 0 .. bulk are applied here; the last one (index bulk) completes in on_step_done.
+        let bulk = step_ends.len() as u64 - 1;
+        if bulk == 0 {
+            return first_end;
+        }
+        let engine = &mut self.engines[engine_idx];
+        for (rank_idx, work) in works.iter().enumerate() {
+            let RankWork::Decode(running) = work else { continue };
+            engine.ranks[rank_idx].advance_decode_steps(&mut self.requests, running, bulk);
+            let mut n_measured = 0u64;
+            for &request_idx in running {
+                let request = &mut self.requests[request_idx];
+                request.generated += bulk;
+                if !request.warmup {
+                    self.gaps.record_ns(step_ends[0].0 - request.last_chunk.0, 1);
+                    n_measured += 1;
+                }
+                request.last_chunk = step_ends[bulk as usize - 1];
+            }
+            for &gap_ns in &durations_ns[1..bulk as usize] {
+                self.gaps.record_ns(gap_ns, n_measured);
+            }
+        }
+        self.n_iterations += bulk;
+        step_ends[bulk as usize]
     }
 
     fn on_step_done(&mut self, now: SimTime, engine_idx: usize) {

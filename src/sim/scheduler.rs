@@ -168,6 +168,21 @@ impl RankScheduler {
         RankWork::Decode(self.running.clone())
     }
 
+    /// Books `extra_steps` further decode steps of `running` at once (the simulator's fast-forward):
+    /// one KV token per request per step and the token ratio's decay per step.
+    pub fn advance_decode_steps(&mut self, requests: &mut RequestTable, running: &[usize], extra_steps: u64) {
+        for &request_idx in running {
+            requests[request_idx].kv_tokens += extra_steps;
+        }
+        self.kv_used_tokens += running.len() as u64 * extra_steps;
+        debug_assert!(
+            self.kv_used_tokens <= self.config.kv_capacity_tokens,
+            "fast-forward over-allocated KV"
+        );
+        self.new_token_ratio =
+            (self.new_token_ratio - self.config.new_token_ratio_decay * extra_steps as f64).max(self.config.min_new_token_ratio);
+    }
+
     /// `PrefillAdder`: admits waiting requests (the chunked one first) within the token budgets.
     fn get_new_batch_prefill(&mut self, requests: &mut RequestTable) -> Option<RankWork> {
         if self.chunked.is_none() && (self.waiting.is_empty() || self.running.len() as u64 >= self.config.max_running_requests) {

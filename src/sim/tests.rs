@@ -199,3 +199,73 @@ fn overlap_scheduler_sees_a_new_request_one_batch_later() {
     spec.overlap_schedule = OverlapSchedule::On;
     assert_eq!(ttft_of_b(spec), 11.5);
 }
+
+#[test]
+fn decode_fast_forward_matches_step_by_step() {
+    use crate::model::coefficients::Coefficients;
+    use crate::model::gpu::GpuCatalog;
+    use crate::model::mapping::ParallelMapping;
+    use crate::model::model_catalog::find_bundled_spec;
+    use crate::model::server_args::ServerArgs;
+    use crate::model::step::{EngineConfig, StepModel};
+    use crate::sim::deploy::engine_spec;
+    use crate::sim::workload::{generate_requests, LengthDistribution, WorkloadSpec};
+
+    for (model, gpu, tp, dp, ep) in [("Qwen3-8B", "h100", 1, 1, 1), ("DeepSeek-R1", "h200", 8, 8, 8)] {
+        let model = find_bundled_spec(model).unwrap().unwrap();
+        let gpu = GpuCatalog::builtin().unwrap().find(gpu).unwrap().clone();
+        let mapping = ParallelMapping::new(&model, tp, dp, ep).unwrap();
+        let step = StepModel::new(EngineConfig {
+            model,
+            gpu,
+            mapping,
+            server_args: ServerArgs::sglang_defaults(),
+            coefficients: Coefficients::defaults(),
+        })
+        .unwrap();
+        for arrivals in [Arrivals::Closed { concurrency: 24 }, Arrivals::Poisson { rate_per_s: 6.0 }] {
+            let workload = WorkloadSpec {
+                isl: 600,
+                osl: 300,
+                lengths: LengthDistribution::Uniform { range_ratio: 0.3 },
+                arrivals,
+                n_requests: 120,
+                n_warmup: 2,
+                seed: 3,
+            };
+            let requests = generate_requests(&workload).unwrap();
+            let run = |record_timeline: bool| {
+                let deployment = Deployment {
+                    engines: vec![engine_spec(&step, Role::Aggregated)],
+                    transfer: None,
+                };
+                simulate(
+                    &deployment,
+                    &requests,
+                    SimOptions {
+                        arrivals,
+                        sla: None,
+                        record_timeline,
+                    },
+                )
+                .unwrap()
+            };
+            // The timeline needs every iteration, so recording it turns the fast-forward off.
+            let fast = run(false);
+            let slow = run(true);
+            assert_eq!(fast.n_iterations, slow.n_iterations);
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+            for (a, b) in [
+                (fast.metrics.ttft_ms.p50, slow.metrics.ttft_ms.p50),
+                (fast.metrics.ttft_ms.p99, slow.metrics.ttft_ms.p99),
+                (fast.metrics.itl_ms.mean, slow.metrics.itl_ms.mean),
+                (fast.metrics.itl_ms.p90, slow.metrics.itl_ms.p90),
+                (fast.metrics.tpot_ms.p50, slow.metrics.tpot_ms.p50),
+                (fast.metrics.e2e_ms.p99, slow.metrics.e2e_ms.p99),
+                (fast.metrics.throughput.output_tok_s, slow.metrics.throughput.output_tok_s),
+            ] {
+                assert!(close(a, b), "{arrivals:?}: fast {a} vs step-by-step {b}");
+            }
+        }
+    }
+}

@@ -1,15 +1,15 @@
 use super::*;
 
-const RUN1: &str = include_str!("../../tests/fixtures/aiperf/run1_dynamo_style_c2_n8/profile_export_aiperf.json");
+const RUN1: &str = include_str!("../../../tests/fixtures/aiperf/run1_dynamo_style_c2_n8/profile_export_aiperf.json");
 const RUN4_RUN: &str =
-    include_str!("../../tests/fixtures/aiperf/run4_recipe_prefill_ttft_curve/isl_2048__concurrency_1/profile_export_aiperf.json");
+    include_str!("../../../tests/fixtures/aiperf/run4_recipe_prefill_ttft_curve/isl_2048__concurrency_1/profile_export_aiperf.json");
 const RUN4_SWEEP: &str =
-    include_str!("../../tests/fixtures/aiperf/run4_recipe_prefill_ttft_curve/sweep_aggregate/profile_export_aiperf_sweep.json");
+    include_str!("../../../tests/fixtures/aiperf/run4_recipe_prefill_ttft_curve/sweep_aggregate/profile_export_aiperf_sweep.json");
 const PREFILL_NPZ: &[u8] =
-    include_bytes!("../../tests/fixtures/dynamo/h200_vllm_llama31_8b_fp8_tp1p_tp1d/selected_prefill_interpolation/raw_data.npz");
+    include_bytes!("../../../tests/fixtures/dynamo/h200_vllm_llama31_8b_fp8_tp1p_tp1d/selected_prefill_interpolation/raw_data.npz");
 const DECODE_NPZ: &[u8] =
-    include_bytes!("../../tests/fixtures/dynamo/h200_vllm_llama31_8b_fp8_tp1p_tp1d/selected_decode_interpolation/raw_data.npz");
-const COMPRESSED_NPZ: &[u8] = include_bytes!("../../tests/fixtures/dynamo/pre_swept_h200_llama31_8b_fp8/prefill.npz");
+    include_bytes!("../../../tests/fixtures/dynamo/h200_vllm_llama31_8b_fp8_tp1p_tp1d/selected_decode_interpolation/raw_data.npz");
+const COMPRESSED_NPZ: &[u8] = include_bytes!("../../../tests/fixtures/dynamo/pre_swept_h200_llama31_8b_fp8/prefill.npz");
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-6 * b.abs().max(1.0)
