@@ -127,6 +127,8 @@ fn bench_against_the_twin_matches_predict_at_low_load() {
     .json();
     within(outcome.metrics.ttft_ms.mean, number(&predicted, "ttft_ms.mean"), 0.3, "TTFT");
     within(outcome.metrics.tpot_ms.mean, number(&predicted, "tpot_ms.mean"), 0.3, "TPOT");
+    // Chunks must arrive one step apart, not bunched (as they are when Nagle's algorithm holds small writes).
+    within(outcome.metrics.itl_ms.p50, number(&predicted, "itl_ms.p50"), 0.3, "ITL p50");
     within(
         outcome.metrics.throughput.output_tok_s,
         number(&predicted, "throughput.output_tok_s"),

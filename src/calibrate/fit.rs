@@ -32,8 +32,8 @@ use crate::model::step::{EngineConfig, StepModel};
 
 mod targets;
 
-pub use targets::{predict_point, targets_of, MetricName, Statistic, Target, MIN_DECODE_OSL_TOKENS};
 use targets::predicted_value;
+pub use targets::{predict_point, targets_of, MetricName, Statistic, Target, MIN_DECODE_OSL_TOKENS};
 
 /// Fewest usable measured points a fit accepts.
 pub const MIN_POINTS: usize = 3;

@@ -99,6 +99,8 @@ pub fn metric_mapping(metric: &str) -> Option<MetricMapping> {
         "median_e2e_latency" => m("e2e", |r| r.e2e_ms.p50),
         "mean_e2e_latency" => m("e2e", |r| r.e2e_ms.mean),
         "output_throughput" => m("throughput", |r| r.throughput.output_tok_s),
+        // A server log's decode-only steps: batch / step time (the setup is a static batch of that size).
+        "server_log_gen_throughput" => m("tpot", |r| r.n_requests as f64 * rate(r.tpot_ms.mean)),
         "input_throughput" => m("throughput", |r| r.throughput.input_tok_s),
         "request_throughput" => m("throughput", |r| r.throughput.request_s),
         _ => None,
@@ -205,6 +207,15 @@ pub fn setup_of(row: &MeasurementRow) -> std::result::Result<Setup, String> {
                 (2.0 * mean_out) as u64,
                 LengthDistribution::Uniform { range_ratio: 0.0 },
             )
+        }
+        _ if row.get("metric") == "server_log_gen_throughput" => {
+            // "#running-req B, #token N": B requests decoding with N KV tokens in all; one decode step.
+            let batch = row
+                .get("batch_size")
+                .parse::<f64>()
+                .map_err(|_| "server-log row without a batch size".to_string())?;
+            let kv_tokens = number_after(&["#token"]).ok_or_else(|| "server-log row without '#token N' in its notes".to_string())?;
+            ((kv_tokens / batch).round().max(1.0) as u64, 2, LengthDistribution::Fixed)
         }
         _ => {
             return Err(format!(

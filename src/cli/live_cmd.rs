@@ -1,6 +1,6 @@
 //! Wiring of the live subcommands: `bench` drives a server with the load generator, `serve` runs the twin.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -237,7 +237,11 @@ pub fn serve(args: &ServeArgs) -> Result<Outcome> {
                 schema_version: 1,
                 coefficients: &coefficients,
             })?;
-            eprintln!("# perturbed profile (--perturb {fraction} --seed {})\n{profile}", args.seed);
+            let _ = writeln!(
+                std::io::stderr(),
+                "# perturbed profile (--perturb {fraction} --seed {})\n{profile}",
+                args.seed
+            );
         }
     }
     let server = server_args(&args.server, &args.kv_cache_dtype)?;
@@ -261,8 +265,9 @@ pub fn serve(args: &ServeArgs) -> Result<Outcome> {
         port: args.port,
         time_scale: args.time_scale,
     })?;
-    eprintln!("sglsim serve: {summary}");
-    eprintln!("sglsim serve: listening on {}", handle.url());
+    // A closed stderr must not stop the server.
+    let _ = writeln!(std::io::stderr(), "sglsim serve: {summary}");
+    let _ = writeln!(std::io::stderr(), "sglsim serve: listening on {}", handle.url());
     handle.wait()?;
     Ok(Outcome::Done(String::new()))
 }

@@ -2,7 +2,7 @@
 //!
 //! Replicas are identical and the router spreads requests evenly, so one unit (one aggregated
 //! engine, or one xPyD unit in lowest terms) at its share of the load tells per-GPU and per-user
-//! throughput and latency for the whole deployment. Closed loops send `4 ×` the unit's clients
+//! throughput and latency for the whole deployment. Closed loops send `3 ×` the unit's clients
 //! (at least 32, within a token budget) after one warm-up wave whose output lengths are staggered
 //! ([`stagger_warmup`]), so clients arrive as in steady state rather than in synchronised waves;
 //! open loops size the run by Little's law from the screen.
@@ -16,11 +16,11 @@ use crate::sim::metrics::RunMetrics;
 use crate::sim::workload::{generate_requests, Arrivals, RequestSpec, WorkloadSpec};
 
 /// Output tokens one simulation may generate (bounds the cost of large-concurrency candidates).
-const OUTPUT_TOKEN_BUDGET: u64 = 1_000_000;
+const OUTPUT_TOKEN_BUDGET: u64 = 600_000;
 /// Fewest measured requests of a simulation.
 const MIN_MEASURED_REQUESTS: u64 = 32;
 /// Measured requests per client (closed loop) or per request in flight (open loop).
-const REQUESTS_PER_CLIENT: u64 = 4;
+const REQUESTS_PER_CLIENT: u64 = 3;
 
 /// The measured requests and warm-up requests of a candidate's run.
 pub fn request_counts(candidate: &Candidate, estimate: &Estimate, osl: u64) -> (u64, u64) {
@@ -31,7 +31,7 @@ pub fn request_counts(candidate: &Candidate, estimate: &Estimate, osl: u64) -> (
             (rate_per_s * life_s).ceil().max(1.0) as u64
         }
     };
-    let budget = (OUTPUT_TOKEN_BUDGET / osl.max(1)).max(2 * in_flight);
+    let budget = (OUTPUT_TOKEN_BUDGET / osl.max(1)).max(in_flight);
     let measured = (REQUESTS_PER_CLIENT * in_flight).max(MIN_MEASURED_REQUESTS).min(budget);
     (measured, in_flight)
 }

@@ -160,6 +160,18 @@ fn evaluate(candidate: &Candidate, estimate: &Estimate, engines: &[EngineChoice]
     if metrics.n_requests == 0 || itl_ms <= 0.0 {
         return None;
     }
+    // Closed loops: Little's law (clients / mean E2E) gives the steady-state rate, which the drain
+    // at the end of a short run would otherwise understate. Open loops: what the run completed.
+    let throughput = metrics.throughput;
+    let unit_gpus = f64::from(candidate.layout.n_gpus(engines));
+    let (unit_request_s, tok_s_per_gpu) = match candidate.unit_load {
+        UnitLoad::Concurrency(clients) if metrics.e2e_ms.mean > 0.0 && throughput.request_s > 0.0 => {
+            let request_s = clients as f64 / (metrics.e2e_ms.mean * 1e-3);
+            let osl_mean = throughput.output_tok_s / throughput.request_s;
+            (request_s, request_s * osl_mean / unit_gpus)
+        }
+        _ => (throughput.request_s, throughput.output_tok_s_per_gpu),
+    };
     let (configuration, label, mapping) = names(candidate, engines, config);
     let replicas = candidate.replicas;
     let (mode, gpu_idx, xpyd) = match candidate.layout {
@@ -191,9 +203,9 @@ fn evaluate(candidate: &Candidate, estimate: &Estimate, engines: &[EngineChoice]
         request_rate,
         ttft_ms: round3(ttft_ms),
         itl_ms: round3(itl_ms),
-        output_tok_s_per_gpu: round3(metrics.throughput.output_tok_s_per_gpu),
+        output_tok_s_per_gpu: round3(tok_s_per_gpu),
         tok_s_per_user: round3(1e3 / itl_ms),
-        request_s: round3(metrics.throughput.request_s * f64::from(replicas)),
+        request_s: round3(unit_request_s * f64::from(replicas)),
         feasible: ttft_ms <= config.sla.ttft_ms && itl_ms <= config.sla.itl_ms,
         pareto: false,
         screen: ScreenEstimate {

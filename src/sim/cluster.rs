@@ -798,6 +798,8 @@ impl Simulation<'_, '_> {
         let request = &mut self.requests[request_idx];
         request.kv_tokens = request.spec.isl;
         request.prefilled = request.spec.isl;
+        // Its KV now lives on the decode engine, where it waits to join the running batch.
+        request.state = RequestState::Waiting;
         if request.generated >= request.osl {
             // A one-token request: the decode engine only streams the token the prefill sampled.
             let first_token = now.after_secs(self.deployment.engines[decode_idx].first_token_overhead_s);

@@ -52,7 +52,7 @@ impl MetricName {
 /// One measured value the fit compares with a prediction.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Target {
-    /// Index of its point among the points given to [`fit`].
+    /// Index of its point among the points given to [`super::fit`].
     pub point: usize,
     /// The metric.
     pub metric: MetricName,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::calibrate::ingest::{MeasuredMetrics, Provenance, SourceKind, Summary};
+use crate::calibrate::ingest::{Load, MeasuredMetrics, Provenance, SourceKind, Summary};
 use crate::model::gpu::GpuCatalog;
 use crate::model::mapping::ParallelMapping;
 use crate::model::model_catalog::find_bundled_spec;
