@@ -48,3 +48,25 @@ fn issue2_deepseek_r1_decode_step_vs_context() {
         );
     }
 }
+
+#[test]
+fn issue6_dev_set_error_does_not_regress() {
+    // `sglsim validate` on the published dev set (tests/fixtures/sglang_published_dev.csv, 282 rows;
+    // 236 modelled). Bounds sit about 3 points above today's median absolute % errors, per metric family.
+    let out = sglsim("validate --data tests/fixtures/sglang_published_dev.csv --json");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    let groups = json["groups"].as_array().unwrap();
+    let median = |family: &str| {
+        groups
+            .iter()
+            .find(|g| g["group"] == "all" && g["metric"] == family)
+            .map(|g| number(g, "median_ape"))
+            .unwrap_or_else(|| panic!("no {family} group"))
+    };
+    for (family, bound) in [("ttft", 26.0), ("itl", 24.5), ("tpot", 30.5), ("throughput", 14.0)] {
+        let error = median(family);
+        assert!(error < bound, "{family}: median APE {error:.1}% (bound {bound}%)");
+    }
+    assert!(json["rows"].as_array().unwrap().len() >= 230, "fewer rows modelled than today");
+}
