@@ -2,19 +2,17 @@
 
 use std::io::{IsTerminal, Write};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::args::ServerFlags;
 use super::live_args::{BenchArgs, EndpointFlag, ServeArgs};
-use super::plan::{load_coefficients, load_model, step_model};
+use super::plan::{load_coefficients, load_model, server_args, step_model};
 use super::run::Outcome;
 use sglsim::calibrate::loadgen::{run_bench_observed, BenchConfig, BenchMetrics, BenchOutcome, Endpoint};
 use sglsim::model::arch::WeightFormats;
 use sglsim::model::coefficients::Coefficients;
 use sglsim::model::gpu::GpuCatalog;
-use sglsim::model::quant::{KvDtype, WeightDtype};
-use sglsim::model::server_args::{MoeA2aBackend, OverlapSchedule, ServerArgs, SglangVersion};
+use sglsim::model::quant::WeightDtype;
 use sglsim::serve::perturb::perturb;
 use sglsim::serve::{spawn, ServeConfig};
 use sglsim::sim::workload::{Arrivals, LengthDistribution, WorkloadSpec};
@@ -179,40 +177,6 @@ fn bench_table(args: &BenchArgs, endpoint: Endpoint, load: &str, outcome: &Bench
         out.push_str(&format!("  records appended to {path}\n"));
     }
     out
-}
-
-/// SGLang flags as `predict` reads them.
-fn server_args(flags: &ServerFlags, kv_cache_dtype: &str) -> Result<ServerArgs> {
-    Ok(ServerArgs {
-        mem_fraction_static: flags.mem_fraction_static,
-        chunked_prefill_size: flags.chunked_prefill_size,
-        max_prefill_tokens: flags.max_prefill_tokens,
-        max_running_requests: flags.max_running_requests,
-        cuda_graph_max_bs: flags.cuda_graph_max_bs,
-        overlap_schedule: if flags.disable_overlap_schedule {
-            OverlapSchedule::Off
-        } else {
-            OverlapSchedule::On
-        },
-        enable_mixed_chunk: flags.enable_mixed_chunk,
-        disable_radix_cache: flags.disable_radix_cache,
-        page_size: flags.page_size,
-        stream_interval: flags.stream_interval,
-        moe_a2a_backend: MoeA2aBackend::parse_flag(&flags.moe_a2a_backend)?,
-        attention_backend: flags.attention_backend.clone(),
-        kv_cache_dtype: match kv_cache_dtype {
-            "auto" => None,
-            other => Some(KvDtype::parse_flag(other)?),
-        },
-        sglang_version: match &flags.sglang_version {
-            Some(text) => Some(
-                SglangVersion::parse(text)
-                    .with_context(|| format!("invalid --sglang-version '{text}': expected a release such as 0.4.5 or 0.5.5"))?,
-            ),
-            None => None,
-        },
-        overlap_flag_given: flags.disable_overlap_schedule,
-    })
 }
 
 /// A coefficient profile as `--profile` reads it.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::args::{Mode, PredictArgs};
+use super::args::{Mode, PredictArgs, ServerFlags};
 use sglsim::model::arch::{ModelSpec, WeightFormats};
 use sglsim::model::coefficients::Coefficients;
 use sglsim::model::gpu::{GpuCatalog, GpuSpec};
@@ -64,8 +64,8 @@ pub fn load_coefficients(path: Option<&Path>) -> Result<Coefficients> {
     })
 }
 
-fn server_args(args: &PredictArgs) -> Result<ServerArgs> {
-    let flags = &args.server;
+/// SGLang's server flags as typed arguments (shared by `predict` and `serve`).
+pub fn server_args(flags: &ServerFlags, kv_cache_dtype: &str) -> Result<ServerArgs> {
     Ok(ServerArgs {
         mem_fraction_static: flags.mem_fraction_static,
         chunked_prefill_size: flags.chunked_prefill_size,
@@ -83,7 +83,7 @@ fn server_args(args: &PredictArgs) -> Result<ServerArgs> {
         stream_interval: flags.stream_interval,
         moe_a2a_backend: MoeA2aBackend::parse_flag(&flags.moe_a2a_backend)?,
         attention_backend: flags.attention_backend.clone(),
-        kv_cache_dtype: match args.kv_cache_dtype.as_str() {
+        kv_cache_dtype: match kv_cache_dtype {
             "auto" => None,
             other => Some(KvDtype::parse_flag(other)?),
         },
@@ -128,7 +128,7 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
     let catalog = GpuCatalog::builtin()?;
     let gpu = catalog.find(&args.gpu)?.clone();
     let coefficients = load_coefficients(args.profile.as_deref())?;
-    let server = server_args(args)?;
+    let server = server_args(&args.server, &args.kv_cache_dtype)?;
     let engines = match args.mode {
         Mode::Agg => {
             if args.replicas == 0 {

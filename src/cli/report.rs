@@ -2,76 +2,11 @@
 
 use serde::Serialize;
 
-use sglsim::model::gpu::GIB;
-use sglsim::model::step::StepModel;
 use sglsim::sim::cluster::{Role, SimOutput};
 use sglsim::sim::metrics::{Distribution, Goodput, Throughput};
 
-/// One engine of a prediction.
-#[derive(Debug, Serialize)]
-pub struct EngineReport {
-    /// aggregated, prefill or decode.
-    pub role: Role,
-    /// Engines of this kind.
-    pub count: u32,
-    /// Mapping, e.g. `tp8-dp8-ep8`.
-    pub mapping: String,
-    /// TP, TEP, DEP, ...
-    pub mapping_kind: &'static str,
-    /// GPUs per engine.
-    pub gpus_per_engine: u32,
-    /// Weights per GPU, GB (GiB, as SGLang logs them).
-    pub weights_gb_per_gpu: f64,
-    /// KV tokens of the whole engine.
-    pub kv_capacity_tokens: u64,
-    /// Requests the engine runs at once.
-    pub max_running_requests: u64,
-    /// `mem_fraction_static` used.
-    pub mem_fraction_static: f64,
-    /// `chunked_prefill_size` used (null: off).
-    pub chunked_prefill_size: Option<u64>,
-    /// `cuda_graph_max_bs` used.
-    pub cuda_graph_max_bs: u64,
-    /// The SGLang launch command.
-    pub launch: String,
-}
-
-impl EngineReport {
-    /// Describes one engine configuration.
-    pub fn new(step: &StepModel, role: Role, count: u32) -> EngineReport {
-        let memory = step.memory();
-        let args = step.args();
-        let mut launch = format!(
-            "python -m sglang.launch_server --model-path {} {} --mem-fraction-static {:.3}",
-            step.model().name,
-            step.mapping().sglang_flags(),
-            memory.mem_fraction_static
-        );
-        if let Some(chunk) = args.chunked_prefill_size {
-            launch.push_str(&format!(" --chunked-prefill-size {}", chunk * u64::from(step.mapping().dp())));
-        }
-        launch.push_str(&format!(" --cuda-graph-max-bs {}", args.cuda_graph_max_bs));
-        match role {
-            Role::Prefill => launch.push_str(" --disaggregation-mode prefill"),
-            Role::Decode => launch.push_str(" --disaggregation-mode decode"),
-            Role::Aggregated => {}
-        }
-        EngineReport {
-            role,
-            count,
-            mapping: step.mapping().to_string(),
-            mapping_kind: step.mapping().kind(),
-            gpus_per_engine: step.mapping().n_gpus(),
-            weights_gb_per_gpu: round3(memory.weights_bytes_per_gpu / GIB),
-            kv_capacity_tokens: memory.kv_capacity_tokens,
-            max_running_requests: memory.max_running_requests,
-            mem_fraction_static: round3(memory.mem_fraction_static),
-            chunked_prefill_size: args.chunked_prefill_size,
-            cuda_graph_max_bs: args.cuda_graph_max_bs,
-            launch,
-        }
-    }
-}
+/// One engine of a prediction: the same description `search` gives its recommendations.
+pub use sglsim::search::result::EngineDesc as EngineReport;
 
 /// The `predict` result; keys are a stable contract.
 #[derive(Debug, Serialize)]

@@ -28,7 +28,7 @@ pub fn predict(args: &PredictArgs) -> Result<Outcome> {
     let engines: Vec<EngineReport> = plan
         .engines
         .iter()
-        .map(|(step, role, count)| EngineReport::new(step, *role, *count))
+        .map(|(step, role, count)| EngineReport::new(step, *role, *count, None))
         .collect();
     for (step, role, _) in &plan.engines {
         if let Some(reason) = step.memory().shortfall() {

@@ -212,26 +212,32 @@ pub fn launch_command(step: &StepModel, role: Role, max_running_cap: Option<u64>
 }
 
 fn engine_desc(engine: &EngineChoice, role: Role, count: u32, cap: Option<u64>) -> EngineDesc {
-    let step = &engine.step;
-    let memory = step.memory();
-    let dp = u64::from(step.mapping().dp());
-    let max_running = match cap {
-        Some(cap) => memory.max_running_requests.min((cap / dp).max(1) * dp),
-        None => memory.max_running_requests,
-    };
-    EngineDesc {
-        role,
-        count,
-        mapping: step.mapping().to_string(),
-        mapping_kind: step.mapping().kind(),
-        gpus_per_engine: step.mapping().n_gpus(),
-        weights_gb_per_gpu: round3(memory.weights_bytes_per_gpu / GIB),
-        kv_capacity_tokens: memory.kv_capacity_tokens,
-        max_running_requests: max_running,
-        mem_fraction_static: round3(memory.mem_fraction_static),
-        chunked_prefill_size: step.args().chunked_prefill_size.map(|chunk| chunk * dp),
-        cuda_graph_max_bs: step.args().cuda_graph_max_bs,
-        launch: launch_command(step, role, cap),
+    EngineDesc::new(&engine.step, role, count, cap)
+}
+
+impl EngineDesc {
+    /// Describes `count` engines of one configuration in `role`, with `--max-running-requests cap` if given.
+    pub fn new(step: &StepModel, role: Role, count: u32, cap: Option<u64>) -> EngineDesc {
+        let memory = step.memory();
+        let dp = u64::from(step.mapping().dp());
+        let max_running = match cap {
+            Some(cap) => memory.max_running_requests.min((cap / dp).max(1) * dp),
+            None => memory.max_running_requests,
+        };
+        EngineDesc {
+            role,
+            count,
+            mapping: step.mapping().to_string(),
+            mapping_kind: step.mapping().kind(),
+            gpus_per_engine: step.mapping().n_gpus(),
+            weights_gb_per_gpu: round3(memory.weights_bytes_per_gpu / GIB),
+            kv_capacity_tokens: memory.kv_capacity_tokens,
+            max_running_requests: max_running,
+            mem_fraction_static: round3(memory.mem_fraction_static),
+            chunked_prefill_size: step.args().chunked_prefill_size.map(|chunk| chunk * dp),
+            cuda_graph_max_bs: step.args().cuda_graph_max_bs,
+            launch: launch_command(step, role, cap),
+        }
     }
 }
 

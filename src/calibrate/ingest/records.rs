@@ -2,36 +2,8 @@
 
 use super::*;
 
-/// One request as `sglsim bench` records it (schema version 1).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct BenchRecord {
-    /// Record schema version (1).
-    pub schema_version: u32,
-    /// Request id.
-    pub id: u64,
-    /// Input tokens sent.
-    pub isl: u64,
-    /// Output tokens asked for (`max_tokens`, with `ignore_eos`).
-    pub osl_requested: u64,
-    /// Send time, seconds on the client's clock.
-    pub sent_s: f64,
-    /// Arrival of the first streamed chunk, seconds (same clock), if any.
-    pub first_chunk_s: Option<f64>,
-    /// Arrival of every streamed chunk, seconds (same clock), the first included.
-    pub chunk_times_s: Vec<f64>,
-    /// Output tokens received.
-    pub output_tokens: u64,
-    /// `ok` or `error`.
-    pub status: String,
-    /// The error, when `status` is `error`.
-    pub error: Option<String>,
-    /// Whether the request was a warm-up, left out of metrics.
-    pub warmup: bool,
-    /// Clients of a closed loop, if that was the load.
-    pub concurrency: Option<u64>,
-    /// Poisson arrival rate, requests/s, if that was the load.
-    pub request_rate: Option<f64>,
-}
+pub use crate::calibrate::loadgen::BenchRecord;
+use crate::calibrate::loadgen::RecordStatus;
 
 /// Distinct input lengths above which a group's lengths count as drawn, not swept.
 const MAX_DISTINCT_SWEPT_ISLS: usize = 8;
@@ -64,7 +36,7 @@ pub fn parse_bench_records(text: &str, path: &str) -> Result<(Vec<MeasuredPoint>
         if record.warmup {
             continue;
         }
-        if record.status != "ok" || record.first_chunk_s.is_none() {
+        if record.status != RecordStatus::Ok || record.first_chunk_s.is_none() {
             *n_errors.entry(key).or_default() += 1;
             continue;
         }
