@@ -2,6 +2,7 @@
 
 mod bench;
 mod calibrate;
+mod calibrate_live;
 mod cli;
 mod regression;
 mod search;

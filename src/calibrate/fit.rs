@@ -6,9 +6,11 @@
 //!   [`crate::sim::cluster::simulate`] on one aggregated engine, with at most
 //!   `min(n, 6 × concurrency, max_sim_requests)` requests) or straight from the step model (Dynamo
 //!   prefill and decode points, `bench_one_batch` batches); plus one prior residual per fitted
-//!   coefficient, λ · ln(c / c₀) / ln(max / min), pulling it toward its starting value;
+//!   coefficient, λ · ln(c / c₀) / ln(max / min) (λ · (c − c₀) / (max − min) for ranges from 0),
+//!   pulling it toward its starting value;
 //! - the solver: argmin's Nelder–Mead simplex, derivative-free, on unbounded parameters u with
-//!   c = exp(ln min + (ln max − ln min) · σ(u)), so every candidate lies inside the coefficient's
+//!   c = exp(ln min + (ln max − ln min) · σ(u)) (or c = min + (max − min) · σ(u) for ranges that
+//!   start at 0, such as `prefill_fixed_ms`), so every candidate lies inside the coefficient's
 //!   plausible range from [`COEFFICIENT_INFO`];
 //! - the driver ([`fit`]): picks the coefficients the data can identify (by sensitivity at the
 //!   start), refuses to fit with fewer than [`MIN_POINTS`] usable points, runs the solver through
@@ -45,7 +47,8 @@ pub const MOVED_FRACTION: f64 = 0.05;
 /// Residual given to a prediction that fails (simulation error, non-positive time).
 const FAILED_RESIDUAL: f64 = 5.0;
 
-/// Coefficients that batch-1 prefill and TTFT identify.
+/// Coefficients that batch-1 prefill and TTFT identify (`prefill_fixed_ms` also takes up what a
+/// served TTFT carries besides the forward: HTTP, tokenisation, detokenisation).
 const PREFILL_CANDIDATES: &[&str] = &[
     "gemm_bf16_eff",
     "gemm_fp8_eff",
@@ -53,6 +56,7 @@ const PREFILL_CANDIDATES: &[&str] = &[
     "moe_compute_eff",
     "attn_prefill_eff",
     "eager_launch_us",
+    "prefill_fixed_ms",
 ];
 /// Coefficients that decode steps (ITL, TPOT) identify.
 const DECODE_CANDIDATES: &[&str] = &["gemm_mem_eff", "kernel_floor_us", "attn_decode_mem_eff", "moe_mem_eff"];
@@ -130,6 +134,38 @@ pub struct FitProgress {
 /// A progress callback.
 pub type ProgressFn = Box<dyn FnMut(&FitProgress)>;
 
+/// How the solver sees a coefficient: by its logarithm (ranges above 0, such as efficiencies and
+/// latencies) or as is (ranges that start at 0, such as `prefill_fixed_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    Log,
+    Linear,
+}
+
+impl Scale {
+    fn of(index: usize) -> Scale {
+        if COEFFICIENT_INFO[index].min > 0.0 {
+            Scale::Log
+        } else {
+            Scale::Linear
+        }
+    }
+
+    fn to_solver(self, value: f64) -> f64 {
+        match self {
+            Scale::Log => value.ln(),
+            Scale::Linear => value,
+        }
+    }
+
+    fn to_value(self, solver: f64) -> f64 {
+        match self {
+            Scale::Log => solver.exp(),
+            Scale::Linear => solver,
+        }
+    }
+}
+
 /// The least-squares objective: data residuals of the targets in use plus prior residuals.
 pub struct Objective<'a> {
     engine: &'a EngineConfig,
@@ -161,7 +197,8 @@ impl<'a> Objective<'a> {
 
     fn bounds(&self, slot: usize) -> (f64, f64) {
         let info = &COEFFICIENT_INFO[self.fitted[slot]];
-        (info.min.ln(), info.max.ln())
+        let scale = Scale::of(self.fitted[slot]);
+        (scale.to_solver(info.min), scale.to_solver(info.max))
     }
 
     /// Coefficient values of a solver parameter vector.
@@ -170,9 +207,10 @@ impl<'a> Objective<'a> {
         for (slot, &ui) in u.iter().enumerate() {
             let (low, high) = self.bounds(slot);
             let sigma = 1.0 / (1.0 + (-ui).exp());
-            let info = &COEFFICIENT_INFO[self.fitted[slot]];
+            let index = self.fitted[slot];
+            let info = &COEFFICIENT_INFO[index];
             // Rounding in exp(ln) can step past the range's ends, which validation refuses.
-            values[self.fitted[slot]] = (low + (high - low) * sigma).exp().clamp(info.min, info.max);
+            values[index] = Scale::of(index).to_value(low + (high - low) * sigma).clamp(info.min, info.max);
         }
         values
     }
@@ -182,7 +220,8 @@ impl<'a> Objective<'a> {
         (0..self.fitted.len())
             .map(|slot| {
                 let (low, high) = self.bounds(slot);
-                let x = ((values[self.fitted[slot]].ln() - low) / (high - low)).clamp(0.005, 0.995);
+                let index = self.fitted[slot];
+                let x = ((Scale::of(index).to_solver(values[index]) - low) / (high - low)).clamp(0.005, 0.995);
                 (x / (1.0 - x)).ln()
             })
             .collect()
@@ -227,7 +266,8 @@ impl<'a> Objective<'a> {
             .map(|slot| {
                 let (low, high) = self.bounds(slot);
                 let index = self.fitted[slot];
-                self.prior_weight * (values[index] / self.start_values[index]).ln() / (high - low)
+                let scale = Scale::of(index);
+                self.prior_weight * (scale.to_solver(values[index]) - scale.to_solver(self.start_values[index])) / (high - low)
             })
             .collect()
     }
@@ -466,7 +506,7 @@ fn sensitivities(objective: &Objective<'_>, values: &[f64], indices: &[usize]) -
             let up_value = (values[index] * STEP.exp()).min(info.max);
             let down_value = (values[index] * (-STEP).exp()).max(info.min);
             let span = (up_value / down_value).ln();
-            if span <= 0.0 {
+            if !(span.is_finite() && span > 0.0) {
                 return 0.0;
             }
             let mut up = values.to_vec();
@@ -516,11 +556,6 @@ fn candidate_names(config: &FitConfig, targets: &[Target], points: &[MeasuredPoi
                     COEFFICIENT_INFO.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
                 ),
             })?;
-            if COEFFICIENT_INFO[index].min <= 0.0 {
-                return Err(Error::Fit {
-                    message: format!("coefficient '{name}' can be 0 and is not fitted in log space"),
-                });
-            }
             Ok(index)
         })
         .collect()
@@ -658,8 +693,9 @@ pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<Progre
             change_pct: change * 100.0,
             sensitivity: fitted_slot.map_or(sensitivity, |slot| fitted_sensitivity[slot]),
             at_bound: fitted_slot.is_some() && {
-                let (low, high) = (info.min.ln(), info.max.ln());
-                let position = (value.ln() - low) / (high - low);
+                let scale = Scale::of(index);
+                let (low, high) = (scale.to_solver(info.min), scale.to_solver(info.max));
+                let position = (scale.to_solver(value) - low) / (high - low);
                 !(0.005..=0.995).contains(&position)
             },
             status: match fitted_slot {

@@ -151,6 +151,30 @@ pub struct MeasuredMetrics {
     pub request_per_s: Option<f64>,
 }
 
+impl MeasuredMetrics {
+    /// The metrics of a server whose clock ran `factor` times faster than real time (`sglsim serve
+    /// --time-scale`), in its simulated time: latencies multiplied by `factor`, rates divided by it.
+    pub fn in_simulated_time(&self, factor: f64) -> MeasuredMetrics {
+        let scale = |summary: Option<Summary>| {
+            summary.map(|s| Summary {
+                mean: s.mean.map(|v| v * factor),
+                p50: s.p50.map(|v| v * factor),
+                p90: s.p90.map(|v| v * factor),
+                p99: s.p99.map(|v| v * factor),
+            })
+        };
+        MeasuredMetrics {
+            ttft_ms: scale(self.ttft_ms),
+            itl_ms: scale(self.itl_ms),
+            tpot_ms: scale(self.tpot_ms),
+            e2e_ms: scale(self.e2e_ms),
+            output_tok_per_s: self.output_tok_per_s.map(|v| v / factor),
+            input_tok_per_s: self.input_tok_per_s.map(|v| v / factor),
+            request_per_s: self.request_per_s.map(|v| v / factor),
+        }
+    }
+}
+
 /// The format a point was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -297,7 +297,12 @@ pub fn run_bench_observed(
         .build()
         .map_err(|e| LoadgenError::Startup(e.to_string()))?;
     runtime.block_on(async {
-        check_reachable(&base_url, config).await?;
+        let retry = RetryPolicy {
+            timeout_s: config.timeout_s,
+            max_tries: config.max_tries,
+            initial_backoff_s: config.initial_backoff_s,
+        };
+        check_reachable(&base_url, &config.url, retry).await?;
         let model = match &config.model {
             Some(model) => model.clone(),
             None => discover_model(&client, &base_url).await.unwrap_or_else(|| "default".into()),
@@ -340,6 +345,72 @@ pub fn run_bench_observed(
             metrics: summarise_records(&records),
             errors,
             records,
+        })
+    })
+}
+
+/// What a server says about itself before a benchmark: the models it lists and, for SGLang, its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerProbe {
+    /// Base URL as requests use it (`http://host:port`).
+    pub base_url: String,
+    /// Ids `/v1/models` lists; `None` when the server does not answer it with a model list.
+    pub models: Option<Vec<String>>,
+    /// The JSON object `/get_server_info` answers (SGLang, `sglsim serve`); `None` for other servers.
+    pub server_info: Option<serde_json::Value>,
+}
+
+/// Checks that a server accepts connections (with `max_tries` attempts, doubling `initial_backoff_s`),
+/// then asks `/v1/models` and `/get_server_info`; a server that answers neither is still reachable.
+pub fn probe_server(url: &str, timeout_s: f64, max_tries: u32, initial_backoff_s: f64) -> Result<ServerProbe, LoadgenError> {
+    let base_url = base_url(url)?;
+    if !(timeout_s.is_finite() && timeout_s > 0.0) {
+        return Err(LoadgenError::BadValue {
+            field: "probe timeout".into(),
+            value: timeout_s.to_string(),
+            expected: "a positive number of seconds".into(),
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LoadgenError::Startup(e.to_string()))?;
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| LoadgenError::Startup(e.to_string()))?;
+    runtime.block_on(async {
+        let retry = RetryPolicy {
+            timeout_s,
+            max_tries: max_tries.max(1),
+            initial_backoff_s: if initial_backoff_s.is_finite() {
+                initial_backoff_s.clamp(0.0, 60.0)
+            } else {
+                0.0
+            },
+        };
+        check_reachable(&base_url, url, retry).await?;
+        let limit = Duration::from_secs_f64(timeout_s.clamp(0.1, 10.0));
+        let get_json = |path: &'static str| {
+            let request = client.get(format!("{base_url}{path}")).timeout(limit);
+            async move {
+                let response = request.send().await.ok()?.error_for_status().ok()?;
+                response.json::<serde_json::Value>().await.ok()
+            }
+        };
+        let models = get_json("/v1/models").await.and_then(|value| {
+            let ids: Vec<String> = value["data"]
+                .as_array()?
+                .iter()
+                .filter_map(|model| model["id"].as_str().map(str::to_string))
+                .collect();
+            Some(ids)
+        });
+        let server_info = get_json("/get_server_info").await.filter(serde_json::Value::is_object);
+        Ok(ServerProbe {
+            base_url: base_url.clone(),
+            models,
+            server_info,
         })
     })
 }
@@ -436,31 +507,39 @@ fn load_labels(arrivals: Arrivals) -> (Option<u64>, Option<f64>) {
     }
 }
 
-/// Tries a TCP connection to the server's address, with the request retry policy.
-async fn check_reachable(base_url: &str, config: &BenchConfig) -> Result<(), LoadgenError> {
+/// How connection attempts are repeated.
+#[derive(Debug, Clone, Copy)]
+struct RetryPolicy {
+    timeout_s: f64,
+    max_tries: u32,
+    initial_backoff_s: f64,
+}
+
+/// Tries a TCP connection to the server's address, with the request retry policy; `shown_url` names it in errors.
+async fn check_reachable(base_url: &str, shown_url: &str, retry: RetryPolicy) -> Result<(), LoadgenError> {
     let parsed = reqwest::Url::parse(base_url).map_err(|e| LoadgenError::BadUrl {
-        url: config.url.clone(),
+        url: shown_url.to_string(),
         reason: e.to_string(),
     })?;
     let host = parsed.host_str().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_string();
     let port = parsed.port_or_known_default().unwrap_or(80);
-    let connect_timeout = Duration::from_secs_f64(config.timeout_s.min(10.0));
-    let mut backoff = Duration::from_secs_f64(config.initial_backoff_s);
+    let connect_timeout = Duration::from_secs_f64(retry.timeout_s.min(10.0));
+    let mut backoff = Duration::from_secs_f64(retry.initial_backoff_s);
     let mut reason = String::new();
-    for attempt in 1..=config.max_tries {
+    for attempt in 1..=retry.max_tries {
         match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
             Ok(Ok(_stream)) => return Ok(()),
             Ok(Err(error)) => reason = error.to_string(),
             Err(_) => reason = format!("no answer within {:.1} s", connect_timeout.as_secs_f64()),
         }
-        if attempt < config.max_tries {
+        if attempt < retry.max_tries {
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
     }
     Err(LoadgenError::Unreachable {
-        url: config.url.clone(),
-        attempts: config.max_tries,
+        url: shown_url.to_string(),
+        attempts: retry.max_tries,
         reason,
     })
 }
@@ -537,8 +616,10 @@ struct Progress {
 
 /// Sends one request, streams its answer and returns its record; never fails.
 async fn send_request(shared: &Shared, id: u64, spec: &RequestSpec) -> BenchRecord {
+    // As `bench_serving` does, the clock starts once the payload is ready: drawing and encoding a
+    // long prompt is the client's work, not the server's.
+    let body = serde_json::to_vec(&request_body(shared, id, spec)).unwrap_or_default();
     let sent_s = shared.start.elapsed().as_secs_f64();
-    let body = request_body(shared, id, spec);
     let mut progress = Progress::default();
     let outcome = match tokio::time::timeout(shared.timeout, stream_request(shared, &body, &mut progress)).await {
         Ok(result) => result,
@@ -591,11 +672,16 @@ fn request_body(shared: &Shared, id: u64, spec: &RequestSpec) -> serde_json::Val
 }
 
 /// Sends with retries, then reads the SSE stream into `progress`.
-async fn stream_request(shared: &Shared, body: &serde_json::Value, progress: &mut Progress) -> Result<(), String> {
+async fn stream_request(shared: &Shared, body: &[u8], progress: &mut Progress) -> Result<(), String> {
     let mut backoff = shared.initial_backoff;
     let mut attempt = 1;
     let response = loop {
-        let retry = match shared.client.post(&shared.url).json(body).send().await {
+        let request = shared
+            .client
+            .post(&shared.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
+        let retry = match request.send().await {
             Ok(response) if response.status().is_success() => break response,
             Ok(response) => {
                 let status = response.status();
@@ -606,8 +692,10 @@ async fn stream_request(shared: &Shared, body: &serde_json::Value, progress: &mu
                 }
                 message
             }
+            Err(error) if error.is_timeout() => return Err(format!("request: {}", root_cause(&error))),
             Err(error) if error.is_connect() => format!("connect: {}", root_cause(&error)),
-            Err(error) => return Err(format!("request: {}", root_cause(&error))),
+            // No response at all (for example a pooled connection the server closed): retried too.
+            Err(error) => format!("request: {}", root_cause(&error)),
         };
         if attempt >= shared.max_tries {
             return Err(format!("{retry} (after {attempt} tries)"));

@@ -71,8 +71,10 @@ pub struct PlanConfig {
     pub seed: u64,
 }
 
-/// Input lengths of the prefill points, tokens (capped by the context and the KV pool).
-const PREFILL_ISLS: [u64; 5] = [128, 512, 2048, 8192, 32768];
+/// Input lengths of the prefill points, tokens (capped by the context and the KV pool): short ones
+/// are bound by kernel launches, 1024 is near where GEMMs take over for 8B-class models, long ones
+/// bring in attention.
+const PREFILL_ISLS: [u64; 5] = [128, 1024, 2048, 8192, 32768];
 /// Output tokens of a prefill point: enough for a first token and a clean finish.
 const PREFILL_OSL: u64 = 4;
 /// Output tokens of decode and mixed points.

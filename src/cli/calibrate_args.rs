@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::args::ServerFlags;
+use super::live_args::EndpointFlag;
+
 /// Parses `--budget` (`90s`, `10m`, `1h30m`, or seconds) into seconds.
 fn parse_budget_s(text: &str) -> Result<f64, String> {
     sglsim::calibrate::plan::parse_duration_s(text).map_err(|e| e.to_string())
@@ -26,26 +29,31 @@ pub struct CalibrateArgs {
     /// Model measured: a bundled id, a config.json or a directory holding one (default: the one model the sources name, if bundled).
     #[arg(long)]
     pub model: Option<String>,
-    /// `--tp` of the engine measured.
-    #[arg(long, default_value_t = 1)]
-    pub tp: u32,
-    /// `--dp` (DP attention) of the engine measured.
-    #[arg(long, default_value_t = 1)]
-    pub dp: u32,
-    /// `--ep` of the engine measured.
-    #[arg(long, default_value_t = 1)]
-    pub ep: u32,
+    /// `--tp` of the engine measured (default 1, or what the server at --url reports).
+    #[arg(long)]
+    pub tp: Option<u32>,
+    /// `--dp` (DP attention) of the engine measured (default 1, or what the server reports).
+    #[arg(long)]
+    pub dp: Option<u32>,
+    /// `--ep` of the engine measured (default 1, or what the server reports).
+    #[arg(long)]
+    pub ep: Option<u32>,
     /// Weight format, overriding the checkpoint's: bf16, fp8, fp8-block, fp4, mxfp4.
     #[arg(long)]
     pub dtype: Option<String>,
-    /// SGLang release measured (recorded in the profile; selects that release's defaults).
+    /// KV cache dtype: auto, bf16, fp8 (fp8_e4m3, fp8_e5m2).
+    #[arg(long, default_value = "auto")]
+    pub kv_cache_dtype: String,
+    /// KV cache capacity of the engine measured, tokens per rank (SGLang's `max_total_num_tokens`,
+    /// `--max-total-tokens`): `--mem-fraction-static` is solved so the memory model gives it.
     #[arg(long)]
-    pub sglang_version: Option<String>,
+    pub max_total_tokens: Option<u64>,
     /// Measurement files or folders: AIPerf artifact folders (runs or sweeps), Dynamo profiler
     /// folders or archives, bench_serving / bench_one_batch JSONL, `sglsim bench` records.
     #[arg(long = "from", num_args = 1.., required_unless_present = "url", conflicts_with = "url")]
     pub from: Vec<PathBuf>,
-    /// Measure a running SGLang server instead: plan a short sweep, run it with `sglsim bench`, fit.
+    /// Measure a running server instead (SGLang, or any OpenAI-compatible one): plan a short sweep
+    /// within --budget, run it with the built-in load generator (or AIPerf with --aiperf), fit.
     #[arg(long)]
     pub url: Option<String>,
     /// Wall-time budget of the live sweep (`90s`, `10m`, `1h30m`).
@@ -54,9 +62,27 @@ pub struct CalibrateArgs {
     /// Stop after the plan (`--url`) or after reading the measurements (`--from`).
     #[arg(long)]
     pub dry_run: bool,
-    /// Folder for the live sweep's `sglsim bench` records (default: `<out>.records`, or `calibrate-records`).
-    #[arg(long)]
-    pub records_dir: Option<PathBuf>,
+    /// Run each point of the live sweep with `aiperf profile` instead of the built-in load generator.
+    #[arg(long, conflicts_with = "from")]
+    pub aiperf: bool,
+    /// Local Hugging Face tokenizer folder for AIPerf (needed with --aiperf: AIPerf cannot download one
+    /// offline); the served model's own, or for `sglsim serve` one from tools/make_word_tokenizer.py.
+    #[arg(long, requires = "aiperf")]
+    pub tokenizer: Option<PathBuf>,
+    /// The `model` field of requests, when the server serves the model under another name than --model.
+    #[arg(long, conflicts_with = "from")]
+    pub served_model: Option<String>,
+    /// Endpoint the live sweep sends to.
+    #[arg(long, value_enum, default_value_t = EndpointFlag::Completions)]
+    pub endpoint: EndpointFlag,
+    /// Folder for the live sweep's per-point records (`sglsim bench` JSONL or AIPerf artifact folders)
+    /// and plan (default: beside --out, `<out>.calibrate/`, or `calibrate-work/`).
+    #[arg(long, alias = "records-dir", conflicts_with = "from")]
+    pub work_dir: Option<PathBuf>,
+    /// Continue an interrupted live calibration: keep the points whose records in --work-dir are
+    /// complete and run only the rest.
+    #[arg(long, conflicts_with = "from")]
+    pub resume: bool,
     /// Write the fitted profile (JSON) here; `sglsim predict --profile` reads it.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -81,6 +107,10 @@ pub struct CalibrateArgs {
     /// Print one JSON object: profile, fit report, sources and warnings (or the plan).
     #[arg(long)]
     pub json: bool,
+    /// SGLang server flags of the engine measured, under SGLang's names (with --url, what the
+    /// server's `/get_server_info` reports fills those not given).
+    #[command(flatten)]
+    pub server: ServerFlags,
 }
 
 #[cfg(test)]
@@ -109,5 +139,18 @@ mod tests {
         assert!(parse("sglsim calibrate --gpu h100 --from a --url http://x:1").is_err());
         assert!(parse("sglsim calibrate --gpu h100 --url http://x:1 --budget 10x").is_err());
         assert!(parse("sglsim calibrate --gpu h100 --from a --prior-weight -1").is_err());
+        let cli = parse("sglsim calibrate --gpu h100 --model m --url http://x:1 --aiperf --tokenizer /t --resume --work-dir w --tp 2 --max-total-tokens 9000 --max-running-requests 64").unwrap();
+        let Command::Calibrate(args) = cli.command else {
+            panic!("not calibrate")
+        };
+        assert!(args.aiperf && args.resume);
+        assert_eq!((args.tp, args.dp, args.max_total_tokens), (Some(2), None, Some(9000)));
+        assert_eq!(args.server.max_running_requests, Some(64));
+        assert_eq!(args.work_dir.as_deref(), Some(std::path::Path::new("w")));
+        // AIPerf, resuming and the work folder belong to live calibration; a tokenizer to AIPerf.
+        assert!(parse("sglsim calibrate --gpu h100 --from a --aiperf").is_err());
+        assert!(parse("sglsim calibrate --gpu h100 --from a --resume").is_err());
+        assert!(parse("sglsim calibrate --gpu h100 --model m --url http://x:1 --tokenizer /t").is_err());
+        assert!(parse("sglsim calibrate --gpu h100 --model m --url http://x:1 --records-dir r").is_ok());
     }
 }

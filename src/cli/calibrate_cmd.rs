@@ -1,25 +1,24 @@
 //! `sglsim calibrate`: read measurements (or plan and run a short live sweep), fit coefficients, write a profile.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::calibrate_args::CalibrateArgs;
-use super::plan::{load_coefficients, load_model};
+use super::plan::{load_coefficients, load_model, server_args};
 use super::run::Outcome;
 use sglsim::calibrate::fit::{fit, CoefficientChoice, CoefficientStatus, FitConfig, FitProgress, FitReport, FitStage, LeaveOneOut};
 use sglsim::calibrate::ingest::{ingest_path, Ingested, MeasuredPoint, Workload};
-use sglsim::calibrate::loadgen::{run_bench_observed, BenchConfig, Endpoint};
-use sglsim::calibrate::plan::{plan, workload_of, CalibrationPlan, PlanConfig, PlanPhase};
+use sglsim::calibrate::plan::{CalibrationPlan, PlanPhase};
 use sglsim::calibrate::profile::{self, Profile, ProfileProvenance, ProfileSource};
 use sglsim::model::arch::WeightFormats;
 use sglsim::model::gpu::GpuCatalog;
 use sglsim::model::mapping::ParallelMapping;
 use sglsim::model::model_catalog::find_bundled_spec;
 use sglsim::model::quant::WeightDtype;
-use sglsim::model::server_args::{ServerArgs, SglangVersion};
+use sglsim::model::server_args::ServerArgs;
 use sglsim::model::step::{EngineConfig, StepModel};
 
 /// Leave-one-out refits at most, and solver iterations per refit.
@@ -27,43 +26,107 @@ const LOO_MAX_POINTS: usize = 30;
 const LOO_MAX_ITERS: u64 = 120;
 /// Most requests simulated per served point in one objective evaluation.
 const MAX_SIM_REQUESTS: u64 = 200;
-/// Fixed cost of one live benchmark run, seconds (connection, warm-up, drain).
-const PER_POINT_OVERHEAD_S: f64 = 2.0;
-/// Limit on one live request, seconds.
-const LIVE_TIMEOUT_S: f64 = 600.0;
 /// Target rows printed in the table (all are in `--json`).
 const MAX_TABLE_ROWS: usize = 40;
 
 /// `sglsim calibrate`.
 pub fn calibrate(args: &CalibrateArgs) -> Result<Outcome> {
     match &args.url {
-        Some(url) => calibrate_live(args, url),
+        Some(url) => super::calibrate_live::calibrate_live(args, url),
         None => calibrate_offline(args),
     }
 }
 
-/// The engine measured, with the starting coefficients.
-fn engine_config(args: &CalibrateArgs, model_name: &str) -> Result<EngineConfig> {
+/// The engine measured: parallel sizes and SGLang flags (from the flags, and with `--url` what the server reports).
+pub(super) struct EngineDescription {
+    /// `--tp`.
+    pub tp: u32,
+    /// `--dp`.
+    pub dp: u32,
+    /// `--ep`.
+    pub ep: u32,
+    /// SGLang's server flags.
+    pub server_args: ServerArgs,
+    /// KV capacity the engine reported or the user gave, tokens per rank.
+    pub kv_capacity_tokens_per_rank: Option<u64>,
+}
+
+impl EngineDescription {
+    /// The engine as the flags alone describe it.
+    pub fn from_flags(args: &CalibrateArgs) -> Result<EngineDescription> {
+        Ok(EngineDescription {
+            tp: args.tp.unwrap_or(1),
+            dp: args.dp.unwrap_or(1),
+            ep: args.ep.unwrap_or(1),
+            server_args: server_args(&args.server, &args.kv_cache_dtype)?,
+            kv_capacity_tokens_per_rank: args.max_total_tokens,
+        })
+    }
+}
+
+/// The engine measured, with the starting coefficients; notes say what was adjusted to match it.
+pub(super) fn engine_config(
+    args: &CalibrateArgs,
+    model_name: &str,
+    description: &EngineDescription,
+) -> Result<(EngineConfig, Vec<String>)> {
     let mut model = load_model(model_name)?;
     if let Some(dtype) = &args.dtype {
         model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
     }
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
-    let mapping = ParallelMapping::new(&model, args.tp, args.dp, args.ep)?;
-    let mut server_args = ServerArgs::sglang_defaults();
-    if let Some(text) = &args.sglang_version {
-        server_args.sglang_version = Some(
-            SglangVersion::parse(text)
-                .with_context(|| format!("invalid --sglang-version '{text}': expected a release such as 0.4.5 or 0.5.5"))?,
-        );
-    }
-    Ok(EngineConfig {
+    let mapping = ParallelMapping::new(&model, description.tp, description.dp, description.ep)?;
+    let mut engine = EngineConfig {
         model,
         gpu,
         mapping,
-        server_args,
+        server_args: description.server_args.clone(),
         coefficients: load_coefficients(args.profile.as_deref())?,
-    })
+    };
+    let mut notes = Vec::new();
+    if let Some(tokens) = description.kv_capacity_tokens_per_rank {
+        notes.extend(match_kv_capacity(&mut engine, tokens)?);
+    }
+    Ok((engine, notes))
+}
+
+/// KV capacities within this fraction of each other match.
+const KV_MATCH_FRACTION: f64 = 0.01;
+
+/// Sets `--mem-fraction-static` so the memory model gives `tokens_per_rank` of KV cache (it grows
+/// with the fraction); returns a note when it changed it or cannot reach the capacity.
+fn match_kv_capacity(engine: &mut EngineConfig, tokens_per_rank: u64) -> Result<Option<String>> {
+    let capacity_at = |engine: &EngineConfig, fraction: Option<f64>| -> Result<(u64, f64)> {
+        let mut trial = engine.clone();
+        trial.server_args.mem_fraction_static = fraction;
+        let step = StepModel::new_unchecked(trial)?;
+        Ok((step.memory().kv_capacity_tokens_per_rank, step.memory().mem_fraction_static))
+    };
+    let target = tokens_per_rank as f64;
+    let (current, current_fraction) = capacity_at(engine, engine.server_args.mem_fraction_static)?;
+    if (current as f64 / target - 1.0).abs() <= KV_MATCH_FRACTION {
+        return Ok(None);
+    }
+    let (mut low, mut high) = (0.05_f64, 0.99_f64);
+    if capacity_at(engine, Some(high))?.0 < tokens_per_rank || capacity_at(engine, Some(low))?.0 > tokens_per_rank {
+        return Ok(Some(format!(
+            "the engine reports {tokens_per_rank} KV tokens per rank, which no --mem-fraction-static gives in sglsim's memory model \
+             (it gives {current} at {current_fraction:.3}); keeping {current_fraction:.3}"
+        )));
+    }
+    for _ in 0..50 {
+        let middle = 0.5 * (low + high);
+        if capacity_at(engine, Some(middle))?.0 < tokens_per_rank {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    engine.server_args.mem_fraction_static = Some(high);
+    Ok(Some(format!(
+        "KV capacity {tokens_per_rank} tokens per rank: --mem-fraction-static {high:.4} in sglsim's memory model \
+         (it gives {current} tokens at {current_fraction:.4})"
+    )))
 }
 
 /// `--model`, or the one bundled model the sources name.
@@ -190,11 +253,13 @@ fn calibrate_offline(args: &CalibrateArgs) -> Result<Outcome> {
         }));
     }
     let model = model_name(args, &ingested)?;
-    let engine = engine_config(args, &model)?;
+    let (engine, notes) = engine_config(args, &model, &EngineDescription::from_flags(args)?)?;
+    ingested.warnings.extend(notes);
     fit_and_report(args, &model, engine, &ingested, None)
 }
 
-fn fit_and_report(
+/// Fits, writes the profile to `--out`, and formats the report.
+pub(super) fn fit_and_report(
     args: &CalibrateArgs,
     model: &str,
     engine: EngineConfig,
@@ -202,6 +267,12 @@ fn fit_and_report(
     plan: Option<&CalibrationPlan>,
 ) -> Result<Outcome> {
     let gpu_name = engine.gpu.name.clone();
+    let (tp, dp, ep) = (engine.mapping.tp(), engine.mapping.dp(), engine.mapping.ep());
+    let sglang_version = args
+        .server
+        .sglang_version
+        .clone()
+        .or_else(|| engine.server_args.sglang_version.map(|v| format!("{}.{}.{}", v.0, v.1, v.2)));
     let config = fit_config(args, engine);
     let progress = progress();
     let interactive = progress.is_some();
@@ -216,10 +287,10 @@ fn fit_and_report(
         ProfileProvenance {
             gpu: gpu_name,
             model: model.to_string(),
-            tp: args.tp,
-            dp: args.dp,
-            ep: args.ep,
-            sglang_version: args.sglang_version.clone(),
+            tp,
+            dp,
+            ep,
+            sglang_version,
             date: today(),
             sources: sources.clone(),
             fit: (&report).into(),
@@ -376,7 +447,8 @@ fn fit_table(profile: &Profile, report: &FitReport, ingested: &Ingested, warning
     out
 }
 
-fn plan_table(model: &str, step: &StepModel, plan: &CalibrationPlan) -> String {
+/// The plan as a table.
+pub(super) fn plan_table(model: &str, step: &StepModel, plan: &CalibrationPlan) -> String {
     let mut out = format!(
         "calibration plan for {model} on {} ({}): {} runs, about {:.0} s of a {:.0} s budget\n",
         step.gpu().name,
@@ -405,69 +477,4 @@ fn plan_table(model: &str, step: &StepModel, plan: &CalibrationPlan) -> String {
         ));
     }
     out
-}
-
-fn calibrate_live(args: &CalibrateArgs, url: &str) -> Result<Outcome> {
-    let Some(model) = &args.model else {
-        bail!("--model is needed with --url: the model the server runs (a bundled id or a config.json)");
-    };
-    let engine = engine_config(args, model)?;
-    let step = StepModel::new(engine.clone())?;
-    let plan = plan(
-        &step,
-        &PlanConfig {
-            budget_s: args.budget,
-            per_point_overhead_s: PER_POINT_OVERHEAD_S,
-            seed: args.seed,
-        },
-    )?;
-    if args.dry_run {
-        return Ok(Outcome::Done(if args.json {
-            serde_json::to_string_pretty(&plan)?
-        } else {
-            plan_table(model, &step, &plan)
-        }));
-    }
-    eprint!("{}", plan_table(model, &step, &plan));
-    let records_dir = args.records_dir.clone().unwrap_or_else(|| match &args.out {
-        Some(out) => PathBuf::from(format!("{}.records", out.display())),
-        None => PathBuf::from("calibrate-records"),
-    });
-    std::fs::create_dir_all(&records_dir).with_context(|| format!("cannot create {}", records_dir.display()))?;
-    // Records of an earlier plan in the same folder would be fitted too: remove them.
-    for entry in std::fs::read_dir(&records_dir)?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("point_") && name.ends_with(".jsonl") {
-            std::fs::remove_file(entry.path()).with_context(|| format!("cannot replace {}", entry.path().display()))?;
-        }
-    }
-    for (index, point) in plan.points.iter().enumerate() {
-        let records_path = records_dir.join(format!("point_{index:02}.jsonl"));
-        let config = BenchConfig {
-            url: url.to_string(),
-            model: None,
-            endpoint: Endpoint::Completions,
-            workload: workload_of(point, args.seed),
-            timeout_s: LIVE_TIMEOUT_S,
-            records_path: Some(records_path.clone()),
-            max_tries: 3,
-            initial_backoff_s: 0.5,
-        };
-        eprintln!(
-            "run {}/{}: isl {} osl {} concurrency {} ({} requests)",
-            index + 1,
-            plan.points.len(),
-            point.isl_tokens,
-            point.osl_tokens,
-            point.concurrency,
-            point.n_requests
-        );
-        let outcome = run_bench_observed(&config, &mut |_, _| {}).with_context(|| format!("live run {} of the plan", index + 1))?;
-        if !outcome.errors.is_empty() {
-            eprintln!("  failed requests: {:?}", outcome.errors);
-        }
-    }
-    let mut ingested = Ingested::default();
-    ingest_path(&records_dir, &mut ingested)?;
-    fit_and_report(args, model, engine, &ingested, Some(&plan))
 }

@@ -3,8 +3,10 @@
 //! This is the only place that reads arguments, files named on the command line, prints, or picks exit codes.
 
 pub mod args;
+pub mod calibrate_aiperf;
 pub mod calibrate_args;
 pub mod calibrate_cmd;
+pub mod calibrate_live;
 pub mod live_args;
 pub mod live_cmd;
 pub mod plan;

@@ -226,6 +226,7 @@ async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
 }
 
 async fn answer(state: Arc<AppState>, api: Api, body: Bytes) -> Response {
+    let received_at = std::time::Instant::now();
     let request = match protocol::parse_request(api, &body, &state.model_path) {
         Ok(request) => request,
         Err(error) => return error_response(StatusCode::BAD_REQUEST, &error.to_string()),
@@ -240,6 +241,7 @@ async fn answer(state: Arc<AppState>, api: Api, body: Bytes) -> Response {
         isl: request.isl,
         osl: request.osl,
         sink,
+        received_at,
     };
     if state.submissions.send(submission).is_err() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "the step loop has stopped");

@@ -3,6 +3,8 @@
 //! HTTP handlers send [`Submission`]s over a channel; the thread queues them, runs a step, sleeps
 //! until the step's end (its cost-model duration divided by the time scale, measured from the end
 //! of the previous step so that sleeps do not drift), and sends each client its [`Chunk`]s.
+//! An idle engine's step starts when the waking request was read, so the twin's own parsing takes
+//! no simulated time.
 //! Requests whose client went away are aborted between steps, as SGLang aborts them.
 //! [`Counters`] carry what `/metrics` reports.
 
@@ -29,6 +31,8 @@ pub struct Submission {
     pub osl: u64,
     /// Where its chunks go; dropping the receiver aborts the request.
     pub sink: UnboundedSender<Chunk>,
+    /// When its HTTP request had been read, before it was parsed.
+    pub received_at: Instant,
 }
 
 /// Counters and gauges for `/metrics`.
@@ -114,12 +118,20 @@ impl<T: StepTimer> StepLoop<T> {
                 if !open {
                     return;
                 }
-                match receiver.recv() {
-                    Ok(submission) => self.accept(submission),
+                let idle_since = step_start;
+                let received_at = match receiver.recv() {
+                    Ok(submission) => {
+                        let received_at = submission.received_at;
+                        self.accept(submission);
+                        received_at
+                    }
                     Err(_) => return,
-                }
+                };
                 open = self.drain(&receiver);
-                step_start = Instant::now();
+                // The twin's own parsing and hand-over take no simulated time: an idle engine starts
+                // when the request was read (not before it went idle), which keeps that overhead out
+                // of TTFT even when --time-scale magnifies it.
+                step_start = received_at.max(idle_since).min(Instant::now());
             }
             let Some(duration_s) = self.engine.start_step() else {
                 busy = false;

@@ -229,6 +229,19 @@ pub fn parse_aiperf_run(text: &str, path: &str) -> Result<(MeasuredPoint, Option
     ))
 }
 
+/// A swept parameter by name: the key itself (`concurrency`) or a dotted path ending in it
+/// (`datasets.main.prompts.isl.mean`, as multi-parameter sweeps name them).
+fn sweep_parameter(parameters: &Value, names: &[&str]) -> Option<f64> {
+    let object = parameters.as_object()?;
+    names.iter().find_map(|name| {
+        let suffix = format!(".{name}");
+        object
+            .iter()
+            .find(|(key, _)| key.as_str() == *name || key.ends_with(&suffix))
+            .and_then(|(_, value)| number(value))
+    })
+}
+
 /// Parses a sweep aggregate (`profile_export_aiperf_sweep.json`): one point per combination.
 ///
 /// `base` is the summary text of any run of the sweep; its `input_config` supplies what the
@@ -266,17 +279,20 @@ pub fn parse_aiperf_sweep(text: &str, path: &str, base: Option<&str>) -> Result<
         if base_config.is_none() {
             config.n_requests = positive_u64(metrics.get("request_count").and_then(|m| field(m, "avg")));
         }
-        if let Some(isl) = field(parameters, "isl") {
+        if let Some(isl) = sweep_parameter(parameters, &["isl", "isl.mean"]) {
             config.isl_tokens = Some(isl);
         }
-        if let Some(osl) = field(parameters, "osl") {
+        if let Some(osl) = sweep_parameter(parameters, &["osl", "osl.mean"]) {
             config.osl_tokens = Some(osl);
         }
-        if let Some(concurrency) = positive_u64(field(parameters, "concurrency")) {
+        if let Some(concurrency) = positive_u64(sweep_parameter(parameters, &["concurrency"])) {
             config.load = Some(Load::Concurrency(concurrency));
         }
-        if let Some(rate) = field(parameters, "request_rate").filter(|r| *r > 0.0) {
+        if let Some(rate) = sweep_parameter(parameters, &["request_rate"]).filter(|r| *r > 0.0) {
             config.load = Some(Load::RequestRatePerS(rate));
+        }
+        if let Some(requests) = positive_u64(sweep_parameter(parameters, &["requests", "request_count"])) {
+            config.n_requests = Some(requests);
         }
         let label_path = format!("{path} combination {index}");
         let workload = aiperf_workload(&config, metrics, &label_path)?;

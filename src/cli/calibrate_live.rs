@@ -1,0 +1,439 @@
+//! `sglsim calibrate --url`: probe a running server, plan a sweep within the budget, run it, fit.
+//!
+//! The server is probed first (`calibrate::loadgen::probe_server`): an unreachable URL is an error,
+//! `/v1/models` must list the model (or `--served-model`), and SGLang's `/get_server_info` fills
+//! the parallel sizes, flags and KV capacity the user did not give; a server without it (vLLM,
+//! Dynamo, a proxy) is calibrated from the flags alone, with a warning.
+//! Each plan point keeps its records in the work folder under a name made from its workload
+//! (`decode-isl512-osl256-c8-n16-w1.jsonl` from the built-in load generator, or
+//! `….aiperf/` run folders from AIPerf), so `--resume` skips the points whose records are complete
+//! and runs the rest; without `--resume` the folder's earlier records are removed first.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::calibrate_aiperf::{self, AiperfSetup};
+use super::calibrate_args::CalibrateArgs;
+use super::calibrate_cmd::{engine_config, fit_and_report, plan_table, EngineDescription};
+use super::live_args::EndpointFlag;
+use super::run::Outcome;
+use sglsim::calibrate::ingest::{ingest_path, Ingested, Load, MeasuredPoint, Workload};
+use sglsim::calibrate::loadgen::{probe_server, run_bench_observed, BenchConfig, BenchRecord, Endpoint, ServerProbe};
+use sglsim::calibrate::plan::{plan, workload_of, CalibrationPlan, PlanConfig, PlanPhase, PlanPoint};
+use sglsim::model::quant::KvDtype;
+use sglsim::model::server_args::{OverlapSchedule, SglangVersion};
+use sglsim::model::step::StepModel;
+
+/// Fixed cost of one built-in benchmark run, seconds (connection, warm-up, drain; about 0.6 s measured).
+const BUILTIN_OVERHEAD_S: f64 = 1.0;
+/// Fixed cost of one AIPerf run, seconds: its services start and stop for every run of a sweep
+/// (about 10 s each on a 2-core machine).
+const AIPERF_OVERHEAD_S: f64 = 10.0;
+/// Limit on one live request, seconds.
+const LIVE_TIMEOUT_S: f64 = 600.0;
+/// Attempts to reach the server, and the wait before the second.
+const CONNECT_TRIES: u32 = 3;
+const CONNECT_BACKOFF_S: f64 = 0.5;
+
+/// `sglsim calibrate --url`.
+pub fn calibrate_live(args: &CalibrateArgs, url: &str) -> Result<Outcome> {
+    let Some(model) = &args.model else {
+        bail!("--model is needed with --url: the model the server runs (a bundled id or a config.json)");
+    };
+    let aiperf = if args.aiperf && !args.dry_run {
+        Some(calibrate_aiperf::prepare(args.tokenizer.as_deref())?)
+    } else {
+        None
+    };
+    let mut warnings = Vec::new();
+    let server = if args.dry_run {
+        None
+    } else {
+        let probe = probe_server(url, LIVE_TIMEOUT_S, CONNECT_TRIES, CONNECT_BACKOFF_S)?;
+        Some(probe)
+    };
+    let description = match &server {
+        Some(probe) => describe_from_server(args, probe, &mut warnings)?,
+        None => EngineDescription::from_flags(args)?,
+    };
+    let served_model = match &server {
+        Some(probe) => served_model_name(args, model, probe, &mut warnings)?,
+        None => args.served_model.clone().unwrap_or_else(|| model.clone()),
+    };
+    let time_scale = server
+        .as_ref()
+        .and_then(|probe| probe.server_info.as_ref())
+        .and_then(|info| info["time_scale"].as_f64())
+        .filter(|scale| scale.is_finite() && *scale > 0.0)
+        .unwrap_or(1.0);
+    let (engine, notes) = engine_config(args, model, &description)?;
+    let step = StepModel::new(engine.clone())?;
+    let plan = plan(
+        &step,
+        &PlanConfig {
+            budget_s: args.budget,
+            per_point_overhead_s: if args.aiperf { AIPERF_OVERHEAD_S } else { BUILTIN_OVERHEAD_S },
+            seed: args.seed,
+        },
+    )?;
+    if args.dry_run {
+        return Ok(Outcome::Done(if args.json {
+            serde_json::to_string_pretty(&plan)?
+        } else {
+            plan_table(model, &step, &plan)
+        }));
+    }
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
+    if time_scale != 1.0 {
+        eprintln!(
+            "note: the server is an sglsim twin running {time_scale}× faster than real time; measured times are scaled back by {time_scale}"
+        );
+    }
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    eprint!("{}", plan_table(model, &step, &plan));
+
+    let work_dir = work_dir(args);
+    std::fs::create_dir_all(&work_dir).with_context(|| format!("cannot create {}", work_dir.display()))?;
+    if !args.resume {
+        clear_work_dir(&work_dir)?;
+    }
+    std::fs::write(work_dir.join("plan.json"), format!("{}\n", serde_json::to_string_pretty(&plan)?))
+        .with_context(|| format!("cannot write {}", work_dir.join("plan.json").display()))?;
+    let endpoint = match args.endpoint {
+        EndpointFlag::Completions => Endpoint::Completions,
+        EndpointFlag::Chat => Endpoint::Chat,
+    };
+    let point_paths = match aiperf {
+        None => run_builtin(args, url, &served_model, endpoint, &plan, &work_dir)?,
+        Some(executable) => {
+            let setup = AiperfSetup {
+                executable,
+                tokenizer: args.tokenizer.clone().unwrap_or_default(),
+                url: url.to_string(),
+                served_model: served_model.clone(),
+                endpoint,
+                seed: args.seed,
+                request_timeout_s: LIVE_TIMEOUT_S,
+            };
+            calibrate_aiperf::run_plan(&setup, &plan, &work_dir, args.resume, &mut warnings)?
+        }
+    };
+
+    let mut ingested = Ingested::default();
+    for path in &point_paths {
+        ingest_path(path, &mut ingested)?;
+    }
+    for point in &mut ingested.points {
+        if time_scale != 1.0 {
+            *point = in_simulated_time(point, time_scale);
+        }
+        // A closed loop's clients start together; the simulator batches their prefills, while over
+        // HTTP they reach the server apart and the first is prefilled alone, so TTFT at concurrency
+        // above 1 says more about arrival order than about the coefficients: fit those on TPOT.
+        if matches!(point.workload, Workload::Served { load: Load::Concurrency(c), .. } if c > 1) {
+            point.measured.ttft_ms = None;
+        }
+    }
+    ingested.warnings.splice(0..0, notes.into_iter().chain(warnings));
+    fit_and_report(args, model, engine, &ingested, Some(&plan))
+}
+
+/// A point measured against a server running `factor` times faster than real time, in simulated time.
+fn in_simulated_time(point: &MeasuredPoint, factor: f64) -> MeasuredPoint {
+    let mut scaled = point.clone();
+    scaled.measured = point.measured.in_simulated_time(factor);
+    if let Workload::Served {
+        load: Load::RequestRatePerS(rate),
+        ..
+    } = &mut scaled.workload
+    {
+        *rate /= factor;
+    }
+    scaled
+}
+
+/// `--work-dir`, or `<out without extension>.calibrate/` beside `--out`, or `calibrate-work/`.
+fn work_dir(args: &CalibrateArgs) -> PathBuf {
+    match (&args.work_dir, &args.out) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(out)) => out.with_extension("calibrate"),
+        (None, None) => PathBuf::from("calibrate-work"),
+    }
+}
+
+/// The name of a point's records in the work folder (without extension), from its workload.
+pub(super) fn point_key(point: &PlanPoint) -> String {
+    let phase = match point.phase {
+        PlanPhase::Prefill => "prefill",
+        PlanPhase::Decode => "decode",
+        PlanPhase::Mixed => "mixed",
+    };
+    format!(
+        "{phase}-isl{}-osl{}-c{}-n{}-w{}",
+        point.isl_tokens, point.osl_tokens, point.concurrency, point.n_requests, point.n_warmup
+    )
+}
+
+/// Whether a work-folder entry is a record this command writes (and may remove).
+fn is_point_record(name: &str) -> bool {
+    let point = ["prefill-", "decode-", "mixed-"].iter().any(|p| name.starts_with(p));
+    (point && (name.ends_with(".jsonl") || name.ends_with(".aiperf")))
+        || (name.starts_with("point_") && name.ends_with(".jsonl"))
+        || name.starts_with(calibrate_aiperf::CALL_PREFIX)
+}
+
+/// Removes the records of an earlier calibration, so that they are not fitted with this one.
+fn clear_work_dir(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_point_record(&name) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("cannot remove the earlier record {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Whether a records file holds every request of a point (warm-up included) for its workload.
+fn builtin_records_complete(path: &Path, point: &PlanPoint) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let mut n_records = 0;
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let Ok(record) = serde_json::from_str::<BenchRecord>(line) else {
+            return false;
+        };
+        if record.isl != point.isl_tokens || record.osl_requested != point.osl_tokens || record.concurrency != Some(point.concurrency) {
+            return false;
+        }
+        n_records += 1;
+    }
+    n_records == point.n_requests + point.n_warmup
+}
+
+/// Runs the plan with the built-in load generator; returns each point's records file.
+fn run_builtin(
+    args: &CalibrateArgs,
+    url: &str,
+    served_model: &str,
+    endpoint: Endpoint,
+    plan: &CalibrationPlan,
+    work_dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    let mut n_kept = 0;
+    for (index, point) in plan.points.iter().enumerate() {
+        let records_path = work_dir.join(format!("{}.jsonl", point_key(point)));
+        paths.push(records_path.clone());
+        if args.resume && builtin_records_complete(&records_path, point) {
+            n_kept += 1;
+            continue;
+        }
+        if records_path.exists() {
+            std::fs::remove_file(&records_path).with_context(|| format!("cannot replace {}", records_path.display()))?;
+        }
+        let config = BenchConfig {
+            url: url.to_string(),
+            model: Some(served_model.to_string()),
+            endpoint,
+            workload: workload_of(point, args.seed),
+            timeout_s: LIVE_TIMEOUT_S,
+            records_path: Some(records_path),
+            max_tries: CONNECT_TRIES,
+            initial_backoff_s: CONNECT_BACKOFF_S,
+        };
+        eprintln!(
+            "run {}/{}: isl {} osl {} concurrency {} ({} requests)",
+            index + 1,
+            plan.points.len(),
+            point.isl_tokens,
+            point.osl_tokens,
+            point.concurrency,
+            point.n_requests
+        );
+        let outcome = run_bench_observed(&config, &mut |_, _| {}).with_context(|| {
+            format!(
+                "live run {} of the plan (the points before it are kept in {}: add --resume to go on from there)",
+                index + 1,
+                work_dir.display()
+            )
+        })?;
+        if !outcome.errors.is_empty() {
+            eprintln!("  failed requests: {:?}", outcome.errors);
+        }
+    }
+    if args.resume {
+        eprintln!(
+            "resumed: {n_kept} of {} points had complete records in {}",
+            plan.points.len(),
+            work_dir.display()
+        );
+    }
+    Ok(paths)
+}
+
+/// Whether two model names denote the same model: equal ignoring case, or equal last path parts
+/// (`/models/Qwen3-8B` serves `Qwen/Qwen3-8B`).
+fn same_model(a: &str, b: &str) -> bool {
+    let last = |name: &str| name.trim_end_matches('/').rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
+    a.eq_ignore_ascii_case(b) || last(a) == last(b)
+}
+
+/// The `model` field of requests: `--served-model`, or the listed model that `--model` names.
+fn served_model_name(args: &CalibrateArgs, model: &str, probe: &ServerProbe, warnings: &mut Vec<String>) -> Result<String> {
+    let listed = probe.models.clone().unwrap_or_default();
+    if let Some(served) = &args.served_model {
+        if !listed.is_empty() && !listed.iter().any(|name| name == served) {
+            bail!(
+                "--served-model '{served}' is not among the models {} serves ({})",
+                probe.base_url,
+                listed.join(", ")
+            );
+        }
+        return Ok(served.clone());
+    }
+    if listed.is_empty() {
+        warnings.push(format!(
+            "{} lists no models at /v1/models: requests name '{model}' (--served-model sets another name)",
+            probe.base_url
+        ));
+        return Ok(model.to_string());
+    }
+    // A config.json path names no served model: take the only one served.
+    let is_path = Path::new(model).exists() && !model.contains("://");
+    match listed.iter().find(|name| same_model(name, model)) {
+        Some(name) => Ok(name.clone()),
+        None if is_path && listed.len() == 1 => Ok(listed[0].clone()),
+        None => bail!(
+            "{} serves {}, not '{model}' (--model): calibrate with the model the server runs, \
+             or pass --served-model NAME to measure a model it serves under another name",
+            probe.base_url,
+            listed.iter().map(|name| format!("'{name}'")).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// The engine measured: the flags, with what SGLang's `/get_server_info` reports filling the rest.
+fn describe_from_server(args: &CalibrateArgs, probe: &ServerProbe, warnings: &mut Vec<String>) -> Result<EngineDescription> {
+    let mut description = EngineDescription::from_flags(args)?;
+    let Some(info) = &probe.server_info else {
+        let given = args.tp.is_some() || args.server.max_running_requests.is_some() || args.max_total_tokens.is_some();
+        warnings.push(format!(
+            "{} does not answer /get_server_info (not an SGLang server?): the engine is described by the flags alone \
+             (tp{} dp{} ep{}, SGLang's defaults for the rest){}",
+            probe.base_url,
+            description.tp,
+            description.dp,
+            description.ep,
+            if given {
+                ""
+            } else {
+                "; give --tp/--dp/--ep, --max-running-requests and --max-total-tokens (or --mem-fraction-static) to match the server"
+            }
+        ));
+        return Ok(description);
+    };
+    let unsigned = |key: &str| info[key].as_u64().filter(|v| *v > 0);
+    let mut reconcile = |flag: &str, given: Option<u64>, key: &str, target: &mut u32| {
+        let Some(reported) = unsigned(key).and_then(|v| u32::try_from(v).ok()) else {
+            return;
+        };
+        match given {
+            Some(value) if value != u64::from(reported) => warnings.push(format!(
+                "{flag} {value} given, but the server reports {key} {reported}; using {value}"
+            )),
+            Some(_) => {}
+            None => *target = reported,
+        }
+    };
+    reconcile("--tp", args.tp.map(u64::from), "tp_size", &mut description.tp);
+    reconcile("--ep", args.ep.map(u64::from), "ep_size", &mut description.ep);
+    // SGLang's dp_size without DP attention is replicas behind its router, not sglsim's --dp.
+    if info["enable_dp_attention"].as_bool() != Some(false) {
+        reconcile("--dp", args.dp.map(u64::from), "dp_size", &mut description.dp);
+    } else if unsigned("dp_size").is_some_and(|dp| dp > 1) && args.dp.is_none() {
+        warnings.push(format!(
+            "the server runs {} data-parallel replicas without DP attention; sglsim calibrates one of them (--dp 1)",
+            info["dp_size"]
+        ));
+    }
+    let server = &mut description.server_args;
+    let flags = &args.server;
+    let mut fill_u64 = |flag: &str, given: Option<u64>, key: &str, target: &mut Option<u64>| match (given, unsigned(key)) {
+        (Some(value), Some(reported)) if value != reported => warnings.push(format!(
+            "{flag} {value} given, but the server reports {key} {reported}; using {value}"
+        )),
+        (None, Some(reported)) => *target = Some(reported),
+        _ => {}
+    };
+    fill_u64(
+        "--max-running-requests",
+        flags.max_running_requests,
+        "max_running_requests",
+        &mut server.max_running_requests,
+    );
+    fill_u64(
+        "--max-prefill-tokens",
+        flags.max_prefill_tokens,
+        "max_prefill_tokens",
+        &mut server.max_prefill_tokens,
+    );
+    fill_u64(
+        "--cuda-graph-max-bs",
+        flags.cuda_graph_max_bs,
+        "cuda_graph_max_bs",
+        &mut server.cuda_graph_max_bs,
+    );
+    if flags.chunked_prefill_size.is_none() {
+        if let Some(chunk) = info["chunked_prefill_size"].as_i64().filter(|c| *c == -1 || *c > 0) {
+            server.chunked_prefill_size = Some(chunk);
+        }
+    }
+    if flags.mem_fraction_static.is_none() {
+        if let Some(fraction) = info["mem_fraction_static"].as_f64().filter(|f| *f > 0.0 && *f < 1.0) {
+            server.mem_fraction_static = Some(fraction);
+        }
+    }
+    if flags.page_size == 1 {
+        if let Some(page) = unsigned("page_size") {
+            server.page_size = page;
+        }
+    }
+    if flags.stream_interval == 1 {
+        if let Some(interval) = unsigned("stream_interval") {
+            server.stream_interval = interval;
+        }
+    }
+    if !flags.disable_overlap_schedule && info["disable_overlap_schedule"].as_bool() == Some(true) {
+        server.overlap_schedule = OverlapSchedule::Off;
+        server.overlap_flag_given = true;
+    }
+    server.enable_mixed_chunk |= info["enable_mixed_chunk"].as_bool() == Some(true);
+    server.disable_radix_cache |= info["disable_radix_cache"].as_bool() == Some(true);
+    if args.kv_cache_dtype == "auto" {
+        if let Some(dtype) = info["kv_cache_dtype"].as_str().filter(|d| *d != "auto") {
+            match KvDtype::parse_flag(dtype) {
+                Ok(parsed) => server.kv_cache_dtype = Some(parsed),
+                Err(error) => warnings.push(format!("the server's kv_cache_dtype: {error}")),
+            }
+        }
+    }
+    if flags.sglang_version.is_none() {
+        server.sglang_version = info["version"].as_str().and_then(SglangVersion::parse);
+    }
+    if args.max_total_tokens.is_none() {
+        description.kv_capacity_tokens_per_rank = unsigned("max_total_num_tokens");
+    }
+    Ok(description)
+}

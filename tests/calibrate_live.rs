@@ -1,0 +1,553 @@
+//! Live calibration (issue 4): `calibrate --url` against the serving twin and held-out workloads,
+//! `--resume`, servers that are not SGLang, clear errors, and the AIPerf path when AIPerf is installed.
+
+use std::path::Path;
+use std::process::Command;
+
+use sglsim::calibrate::loadgen::{run_bench, BenchConfig, Endpoint};
+use sglsim::model::coefficients::Coefficients;
+use sglsim::model::gpu::GpuCatalog;
+use sglsim::model::mapping::ParallelMapping;
+use sglsim::model::model_catalog::find_bundled_spec;
+use sglsim::model::server_args::ServerArgs;
+use sglsim::model::step::{EngineConfig, StepModel};
+use sglsim::serve::perturb::perturb;
+use sglsim::serve::{spawn, ServeConfig, ServeHandle};
+use sglsim::sim::workload::{Arrivals, LengthDistribution, WorkloadSpec};
+
+use crate::util::{number, sglsim_args, temp_dir, Output};
+
+const MODEL: &str = "Qwen/Qwen3-8B";
+
+/// Held by the tests whose timings matter or that load the CPU (the round trip, AIPerf), so that
+/// they do not run at the same time: on two cores AIPerf's processes would slow the twin's client.
+static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn timing_lock() -> std::sync::MutexGuard<'static, ()> {
+    TIMING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The twin of Qwen3-8B on one H100 with these coefficients, on a free loopback port.
+fn twin(coefficients: Coefficients, time_scale: f64) -> ServeHandle {
+    let model = find_bundled_spec(MODEL).unwrap().unwrap();
+    let mapping = ParallelMapping::new(&model, 1, 1, 1).unwrap();
+    let step_model = StepModel::new(EngineConfig {
+        model,
+        gpu: GpuCatalog::builtin().unwrap().find("h100").unwrap().clone(),
+        mapping,
+        server_args: ServerArgs::sglang_defaults(),
+        coefficients,
+    })
+    .unwrap();
+    spawn(ServeConfig {
+        step_model,
+        model_path: MODEL.into(),
+        host: "127.0.0.1".into(),
+        port: 0,
+        time_scale,
+    })
+    .unwrap()
+}
+
+/// `sglsim calibrate --url URL --gpu h100 --model MODEL` plus `extra`.
+fn calibrate(url: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["calibrate", "--url", url, "--gpu", "h100", "--model", MODEL];
+    args.extend_from_slice(extra);
+    sglsim_args(&args)
+}
+
+/// A workload the plan does not run: other lengths, concurrencies and an open loop.
+struct HeldOut {
+    name: &'static str,
+    isl: u64,
+    osl: u64,
+    arrivals: Arrivals,
+    n_requests: u64,
+}
+
+const HELD_OUT: [HeldOut; 3] = [
+    HeldOut {
+        name: "700/150 c6",
+        isl: 700,
+        osl: 150,
+        arrivals: Arrivals::Closed { concurrency: 6 },
+        n_requests: 18,
+    },
+    HeldOut {
+        name: "3000/300 c2",
+        isl: 3000,
+        osl: 300,
+        arrivals: Arrivals::Closed { concurrency: 2 },
+        n_requests: 6,
+    },
+    HeldOut {
+        name: "1500/80 rate 4",
+        isl: 1500,
+        osl: 80,
+        arrivals: Arrivals::Poisson { rate_per_s: 4.0 },
+        n_requests: 30,
+    },
+];
+
+const HELD_OUT_SEED: u64 = 5;
+
+/// Median TTFT and TPOT (ms, simulated time) the client measures on a twin running `time_scale` × real time.
+fn measure(url: &str, held_out: &HeldOut, time_scale: f64) -> (f64, f64) {
+    let arrivals = match held_out.arrivals {
+        Arrivals::Poisson { rate_per_s } => Arrivals::Poisson {
+            rate_per_s: rate_per_s * time_scale,
+        },
+        other => other,
+    };
+    let outcome = run_bench(&BenchConfig {
+        url: url.to_string(),
+        model: Some(MODEL.into()),
+        endpoint: Endpoint::Completions,
+        workload: WorkloadSpec {
+            isl: held_out.isl,
+            osl: held_out.osl,
+            lengths: LengthDistribution::Fixed,
+            arrivals,
+            n_requests: held_out.n_requests,
+            n_warmup: 0,
+            seed: HELD_OUT_SEED,
+        },
+        timeout_s: 60.0,
+        records_path: None,
+        max_tries: 3,
+        initial_backoff_s: 0.05,
+    })
+    .unwrap();
+    assert_eq!(outcome.metrics.n_errors, 0, "{}", held_out.name);
+    (outcome.metrics.ttft_ms.p50 * time_scale, outcome.metrics.tpot_ms.p50 * time_scale)
+}
+
+/// Median TTFT and TPOT (ms) `predict --profile` gives for a held-out workload.
+fn predict(held_out: &HeldOut, profile: &Path) -> (f64, f64) {
+    let (isl, osl, n) = (held_out.isl.to_string(), held_out.osl.to_string(), held_out.n_requests.to_string());
+    let load = match held_out.arrivals {
+        Arrivals::Closed { concurrency } => ["--concurrency".to_string(), concurrency.to_string()],
+        Arrivals::Poisson { rate_per_s } => ["--request-rate".to_string(), rate_per_s.to_string()],
+        other => panic!("{other:?}"),
+    };
+    let seed = HELD_OUT_SEED.to_string();
+    let out = sglsim_args(&[
+        "predict",
+        "--model",
+        MODEL,
+        "--gpu",
+        "h100",
+        "--isl",
+        &isl,
+        "--osl",
+        &osl,
+        &load[0],
+        &load[1],
+        "--num-requests",
+        &n,
+        "--seed",
+        &seed,
+        "--profile",
+        profile.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    (number(&json, "ttft_ms.p50"), number(&json, "tpot_ms.p50"))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+fn ape(predicted: f64, measured: f64) -> f64 {
+    (predicted / measured - 1.0).abs() * 100.0
+}
+
+/// Issue 4's round trip: a twin whose coefficients are perturbed by up to 30% is calibrated with a
+/// one-minute live sweep (`--budget 60s`), and `predict --profile` with the fitted profile is
+/// compared with what the client measures on workloads the sweep did not run.
+///
+/// The twin runs 5× faster than real time so that the test takes about 20 s; that magnifies the
+/// client's and the HTTP path's own latency (about 1.5 ms a request in a debug build) to about
+/// 8 ms of simulated TTFT, which the fit takes into `prefill_fixed_ms`.
+/// Measured here (2 cores, debug build, five runs): fit error 1.9–3.0%; measured vs fitted TPOT
+/// 0.05–3.8% (median 0.8–2.8%); open-loop TTFT 3.3–5.8%; fitted vs true coefficients, TPOT
+/// 0.05–3.5%. Closed-loop TTFT is off by 0.5–31%: `predict` starts the clients of a closed loop at
+/// the same instant and batches their prefills, while requests sent over HTTP reach the twin (and
+/// SGLang) microseconds apart, so the first is prefilled alone and the loop stays staggered; the
+/// twin lands in either regime from run to run. Without perturbation the twin and `predict`
+/// differ by the same amounts (−14% at concurrency 6, +24% at concurrency 2, in real time).
+/// In real time (release build) the same round trip gives TPOT within 1.6% and open-loop TTFT
+/// within 0.1%, and the fitted profile predicts the held-out workloads within 1.7% of the true one.
+#[test]
+fn issue_4_live_calibration_predicts_held_out_workloads() {
+    let _quiet = timing_lock();
+    const TIME_SCALE: f64 = 5.0;
+    let truth = perturb(&Coefficients::defaults(), 0.3, 1).unwrap();
+    let server = twin(truth.clone(), TIME_SCALE);
+    let dir = temp_dir();
+    let fitted = dir.path().join("fitted.json");
+    let truth_path = dir.path().join("truth.json");
+    let truth_json = serde_json::json!({"schema_version": 1, "coefficients": truth});
+    std::fs::write(&truth_path, truth_json.to_string()).unwrap();
+    let out = calibrate(
+        &server.url(),
+        &["--budget", "60s", "--no-loo", "--out", fitted.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("5× faster than real time"), "{}", out.stderr);
+    let report = out.json();
+    let fit_error = number(&report, "fit.median_ape_after_pct");
+
+    let mut measured_vs_fitted = (Vec::new(), Vec::new());
+    let mut fitted_vs_truth = (Vec::new(), Vec::new());
+    let mut table = String::new();
+    for held_out in &HELD_OUT {
+        let (ttft, tpot) = measure(&server.url(), held_out, TIME_SCALE);
+        let (ttft_fit, tpot_fit) = predict(held_out, &fitted);
+        let (ttft_true, tpot_true) = predict(held_out, &truth_path);
+        table.push_str(&format!(
+            "{:<16} TTFT measured {ttft:8.2} fitted {ttft_fit:8.2} true {ttft_true:8.2}   TPOT measured {tpot:6.2} fitted {tpot_fit:6.2} true {tpot_true:6.2}\n",
+            held_out.name
+        ));
+        measured_vs_fitted.0.push(ape(ttft_fit, ttft));
+        measured_vs_fitted.1.push(ape(tpot_fit, tpot));
+        fitted_vs_truth.0.push(ape(ttft_fit, ttft_true));
+        fitted_vs_truth.1.push(ape(tpot_fit, tpot_true));
+    }
+    let summary = format!(
+        "{table}fit error {fit_error:.1}%; |error| % measured vs fitted: TTFT {:.1?} TPOT {:.1?}; fitted vs true: TTFT {:.1?} TPOT {:.1?}",
+        measured_vs_fitted.0, measured_vs_fitted.1, fitted_vs_truth.0, fitted_vs_truth.1
+    );
+    eprintln!("{summary}");
+    assert!(fit_error < 5.0, "{summary}");
+    assert!(median(measured_vs_fitted.1.clone()) < 5.0, "{summary}");
+    assert!(measured_vs_fitted.1.iter().all(|e| *e < 8.0), "{summary}");
+    assert!(measured_vs_fitted.0[2] < 10.0, "open loop: {summary}");
+    assert!(measured_vs_fitted.0[..2].iter().all(|e| *e < 40.0), "closed loops: {summary}");
+    assert!(median(fitted_vs_truth.1.clone()) < 5.0, "{summary}");
+}
+
+/// A streaming OpenAI-compatible server that is not SGLang: `/v1/models` lists `fake-model`,
+/// `/v1/completions` streams `max_tokens` chunks (the first after 1 ms plus 1 µs per prompt token,
+/// then one per ms), and there is no `/get_server_info`.
+struct FakeOpenAi {
+    url: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn fake_completion(axum::Json(body): axum::Json<serde_json::Value>) -> axum::response::Response {
+    let max_tokens = body["max_tokens"].as_u64().unwrap_or(16);
+    let prompt_tokens = body["prompt"].as_array().map_or(1, Vec::len) as u64;
+    let stream = futures_util::stream::unfold(0u64, move |index| async move {
+        if index > max_tokens {
+            return None;
+        }
+        let line = if index == max_tokens {
+            "data: [DONE]\n\n".to_string()
+        } else {
+            let delay_us = if index == 0 { 1000 + prompt_tokens } else { 1000 };
+            tokio::time::sleep(std::time::Duration::from_micros(delay_us)).await;
+            "data: {\"choices\":[{\"index\":0,\"text\":\" x\"}]}\n\n".to_string()
+        };
+        Some((Ok::<_, std::convert::Infallible>(line), index + 1))
+    });
+    axum::response::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap()
+}
+
+impl FakeOpenAi {
+    fn start() -> FakeOpenAi {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let models = serde_json::json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]});
+        let app = axum::Router::new()
+            .route("/v1/models", axum::routing::get(move || async move { axum::Json(models) }))
+            .route("/v1/completions", axum::routing::post(fake_completion));
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        FakeOpenAi {
+            url,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+#[test]
+fn a_server_without_server_info_is_calibrated_from_the_flags_with_a_warning() {
+    let server = FakeOpenAi::start();
+    let dir = temp_dir();
+    let profile = dir.path().join("fake.json");
+    let out = calibrate(
+        &server.url,
+        &[
+            "--served-model",
+            "fake-model",
+            "--tp",
+            "1",
+            "--max-running-requests",
+            "64",
+            "--max-total-tokens",
+            "200000",
+            "--budget",
+            "25s",
+            "--no-loo",
+            "--max-iters",
+            "40",
+            "--out",
+            profile.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("does not answer /get_server_info (not an SGLang server?)"),
+        "{}",
+        out.stderr
+    );
+    // The KV capacity given is met by solving --mem-fraction-static in the memory model.
+    assert!(out.stderr.contains("KV capacity 200000 tokens per rank"), "{}", out.stderr);
+    assert!(profile.exists() && dir.path().join("fake.calibrate").join("plan.json").exists());
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    assert_eq!(written["provenance"]["model"], MODEL);
+    let n_planned = n_plan_points(&dir.path().join("fake.calibrate"));
+    assert!(n_planned >= 3);
+    assert_eq!(written["provenance"]["fit"]["n_points"], n_planned);
+}
+
+#[test]
+fn live_calibration_errors_name_the_problem() {
+    // A model the server does not serve.
+    let server = FakeOpenAi::start();
+    let wrong = calibrate(&server.url, &["--budget", "25s"]);
+    assert_eq!(wrong.code, 2);
+    assert!(
+        wrong.stderr.contains("serves 'fake-model', not 'Qwen/Qwen3-8B' (--model)") && wrong.stderr.contains("--served-model"),
+        "{}",
+        wrong.stderr
+    );
+    let unknown = calibrate(&server.url, &["--served-model", "other", "--budget", "25s"]);
+    assert!(
+        unknown.stderr.contains("--served-model 'other' is not among the models"),
+        "{}",
+        unknown.stderr
+    );
+    // Nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let unreachable = calibrate(&url, &["--budget", "25s"]);
+    assert_eq!(unreachable.code, 2);
+    assert!(
+        unreachable.stderr.contains(&format!("cannot reach {url} after 3 tries")),
+        "{}",
+        unreachable.stderr
+    );
+    // AIPerf needs a tokenizer folder and the executable.
+    let no_tokenizer = calibrate(&url, &["--aiperf"]);
+    assert!(
+        no_tokenizer.stderr.contains("--aiperf needs --tokenizer PATH"),
+        "{}",
+        no_tokenizer.stderr
+    );
+    let dir = temp_dir();
+    let no_aiperf = Command::new(env!("CARGO_BIN_EXE_sglsim"))
+        .args([
+            "calibrate",
+            "--url",
+            &url,
+            "--gpu",
+            "h100",
+            "--model",
+            MODEL,
+            "--aiperf",
+            "--tokenizer",
+        ])
+        .arg(dir.path())
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&no_aiperf.stderr);
+    assert_eq!(no_aiperf.status.code(), Some(2));
+    assert!(stderr.contains("no `aiperf` executable on PATH"), "{stderr}");
+    let missing = calibrate(&url, &["--aiperf", "--tokenizer", "no/such/folder"]);
+    assert!(
+        missing.stderr.contains("--tokenizer no/such/folder: no such folder"),
+        "{}",
+        missing.stderr
+    );
+}
+
+/// Points in the plan a live calibration wrote to its work folder.
+fn n_plan_points(work: &Path) -> usize {
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(work.join("plan.json")).unwrap()).unwrap();
+    plan["points"].as_array().unwrap().len()
+}
+
+fn point_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".jsonl"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn resume_runs_only_the_points_without_complete_records() {
+    let server = twin(Coefficients::defaults(), 50.0);
+    let dir = temp_dir();
+    let work = dir.path().join("work");
+    let work_arg = work.to_str().unwrap();
+    let args = ["--budget", "25s", "--no-loo", "--max-iters", "30", "--work-dir", work_arg];
+    // A record of an earlier calibration is removed by a fresh one.
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("decode-isl9-osl9-c1-n4-w1.jsonl"), "{}\n").unwrap();
+    let first = calibrate(&server.url(), &args);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let files = point_files(&work);
+    let n_planned = n_plan_points(&work);
+    assert!(n_planned >= 3);
+    assert_eq!(files.len(), n_planned, "{files:?}");
+    assert_eq!(first.stderr.matches("\nrun ").count(), n_planned, "{}", first.stderr);
+
+    // An interrupted run: one point never ran, another lost its last record.
+    std::fs::remove_file(work.join(&files[0])).unwrap();
+    let truncated = work.join(&files[1]);
+    let text = std::fs::read_to_string(&truncated).unwrap();
+    let kept: Vec<&str> = text.lines().collect();
+    std::fs::write(&truncated, format!("{}\n", kept[..kept.len() - 1].join("\n"))).unwrap();
+    let untouched = std::fs::read_to_string(work.join(&files[2])).unwrap();
+
+    let mut resume_args = args.to_vec();
+    resume_args.push("--resume");
+    let resumed = calibrate(&server.url(), &resume_args);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed
+            .stderr
+            .contains(&format!("resumed: {} of {n_planned} points had complete records", n_planned - 2)),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(resumed.stderr.matches("\nrun ").count(), 2, "{}", resumed.stderr);
+    assert_eq!(point_files(&work), files);
+    assert_eq!(std::fs::read_to_string(work.join(&files[2])).unwrap(), untouched);
+    assert!(
+        resumed.stdout.contains(&format!("{n_planned} points from {n_planned} files")),
+        "{}",
+        resumed.stdout
+    );
+}
+
+/// Whether `aiperf` runs here; says why not on stderr.
+fn aiperf_runs() -> bool {
+    match Command::new("aiperf").arg("--version").output() {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            eprintln!(
+                "skipping the AIPerf calibration: `aiperf --version` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            false
+        }
+        Err(error) => {
+            eprintln!("skipping the AIPerf calibration: no aiperf executable ({error}); .ci/run installs aiperf==0.13.0 with pip");
+            false
+        }
+    }
+}
+
+/// `calibrate --url --aiperf` runs the plan through the real `aiperf profile` (one zip sweep for
+/// the three prefill points a 40 s budget holds at AIPerf's ~10 s per run) and fits its artifacts.
+/// It takes about 35 s, nearly all of it AIPerf starting and stopping its services for each run.
+#[test]
+fn live_calibration_through_aiperf_fits_its_run_folders() {
+    if !aiperf_runs() {
+        return;
+    }
+    let _quiet = timing_lock();
+    let dir = temp_dir();
+    let tokenizer = dir.path().join("tokenizer");
+    let made = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/make_word_tokenizer.py"))
+        .arg(&tokenizer)
+        .output();
+    match made {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "skipping the AIPerf calibration: cannot write a tokenizer: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return;
+        }
+        Err(error) => {
+            eprintln!("skipping the AIPerf calibration: no python3 to write a tokenizer ({error})");
+            return;
+        }
+    }
+    let server = twin(Coefficients::defaults(), 10.0);
+    let work = dir.path().join("work");
+    let out = calibrate(
+        &server.url(),
+        &[
+            "--aiperf",
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--budget",
+            "40s",
+            "--no-loo",
+            "--max-iters",
+            "60",
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let json = out.json();
+    assert_eq!(json["fit"]["n_points"], 3, "{}", out.stderr);
+    let kinds: Vec<&str> = json["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["aiperf-run"; 3]);
+    for isl in [128, 2048, 32768] {
+        let run = work.join(format!("prefill-isl{isl}-osl4-c1-n4-w1.aiperf"));
+        assert!(run.join("profile_export_aiperf.json").is_file(), "{}", run.display());
+    }
+    // AIPerf's client adds its own latency, magnified ten times here; the longest prefill is still
+    // within 10% of what the (unperturbed) twin's own coefficients give.
+    let longest = json["fit"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["path"].as_str().unwrap().contains("isl32768"))
+        .unwrap();
+    let (measured, start) = (number(longest, "measured"), number(longest, "before"));
+    assert!((measured / start - 1.0).abs() < 0.1, "{measured} vs {start}");
+}
