@@ -177,15 +177,18 @@ fn ape(predicted: f64, measured: f64) -> f64 {
 /// The twin runs 5× faster than real time so that the test takes about 20 s; that magnifies the
 /// client's and the HTTP path's own latency (about 1.5 ms a request in a debug build) to about
 /// 8 ms of simulated TTFT, which the fit takes into `prefill_fixed_ms`.
-/// Measured here (2 cores, debug build, five runs): fit error 1.9–3.0%; measured vs fitted TPOT
-/// 0.05–3.8% (median 0.8–2.8%); open-loop TTFT 3.3–5.8%; fitted vs true coefficients, TPOT
-/// 0.05–3.5%. Closed-loop TTFT is off by 0.5–31%: `predict` starts the clients of a closed loop at
-/// the same instant and batches their prefills, while requests sent over HTTP reach the twin (and
-/// SGLang) microseconds apart, so the first is prefilled alone and the loop stays staggered; the
-/// twin lands in either regime from run to run. Without perturbation the twin and `predict`
-/// differ by the same amounts (−14% at concurrency 6, +24% at concurrency 2, in real time).
-/// In real time (release build) the same round trip gives TPOT within 1.6% and open-loop TTFT
-/// within 0.1%, and the fitted profile predicts the held-out workloads within 1.7% of the true one.
+/// Measured here (2 cores, debug build, seven runs, some beside the rest of the suite): fit error
+/// 1.1–3.8%; measured vs fitted TPOT at most 3.9% (median at most 2.9%); open-loop TTFT 1.4–7.4%;
+/// fitted vs true coefficients, TPOT at most 3.4%. Closed-loop TTFT is off by 0.4–33%: `predict`
+/// starts the clients of a closed loop at the same instant and batches their prefills, while
+/// requests sent over HTTP reach the twin (and SGLang) microseconds apart, so the first is
+/// prefilled alone and the loop stays staggered; the twin lands in either regime from run to run.
+/// Without perturbation the twin and `predict` differ by as much (−14% at concurrency 6, +24% at
+/// concurrency 2, in real time).
+/// In real time (release build, by hand) the round trip takes the fit error from 19.6% to 1.3%;
+/// held-out TPOT is within 2.8% (median 1.2%), open-loop TTFT within 0.2%, closed-loop TTFT −14%
+/// and +23% as without perturbation, and the fitted profile's predictions are within 1.7% of the
+/// true coefficients' on every held-out workload.
 #[test]
 fn issue_4_live_calibration_predicts_held_out_workloads() {
     let _quiet = timing_lock();
@@ -227,10 +230,10 @@ fn issue_4_live_calibration_predicts_held_out_workloads() {
         measured_vs_fitted.0, measured_vs_fitted.1, fitted_vs_truth.0, fitted_vs_truth.1
     );
     eprintln!("{summary}");
-    assert!(fit_error < 5.0, "{summary}");
+    assert!(fit_error < 6.0, "{summary}");
     assert!(median(measured_vs_fitted.1.clone()) < 5.0, "{summary}");
     assert!(measured_vs_fitted.1.iter().all(|e| *e < 8.0), "{summary}");
-    assert!(measured_vs_fitted.0[2] < 10.0, "open loop: {summary}");
+    assert!(measured_vs_fitted.0[2] < 12.0, "open loop: {summary}");
     assert!(measured_vs_fitted.0[..2].iter().all(|e| *e < 40.0), "closed loops: {summary}");
     assert!(median(fitted_vs_truth.1.clone()) < 5.0, "{summary}");
 }
@@ -447,7 +450,7 @@ fn resume_runs_only_the_points_without_complete_records() {
     assert!(
         resumed
             .stderr
-            .contains(&format!("resumed: {} of {n_planned} points had complete records", n_planned - 2)),
+            .contains(&format!("resuming: {} of {n_planned} points have complete records", n_planned - 2)),
         "{}",
         resumed.stderr
     );

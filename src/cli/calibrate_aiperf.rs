@@ -238,7 +238,7 @@ pub(super) fn run_plan(
     if resume {
         adopt(work_dir, work_dir, plan, &mut done)?;
         eprintln!(
-            "resumed: {} of {} points had complete AIPerf runs in {}",
+            "resuming: {} of {} points have complete AIPerf runs in {}",
             done.len(),
             plan.points.len(),
             work_dir.display()

@@ -231,17 +231,31 @@ fn run_builtin(
     plan: &CalibrationPlan,
     work_dir: &Path,
 ) -> Result<Vec<PathBuf>> {
-    let mut paths = Vec::new();
-    let mut n_kept = 0;
-    for (index, point) in plan.points.iter().enumerate() {
-        let records_path = work_dir.join(format!("{}.jsonl", point_key(point)));
-        paths.push(records_path.clone());
-        if args.resume && builtin_records_complete(&records_path, point) {
-            n_kept += 1;
+    let paths: Vec<PathBuf> = plan
+        .points
+        .iter()
+        .map(|point| work_dir.join(format!("{}.jsonl", point_key(point))))
+        .collect();
+    let complete: Vec<bool> = plan
+        .points
+        .iter()
+        .zip(&paths)
+        .map(|(point, path)| args.resume && builtin_records_complete(path, point))
+        .collect();
+    if args.resume {
+        eprintln!(
+            "resuming: {} of {} points have complete records in {}",
+            complete.iter().filter(|c| **c).count(),
+            plan.points.len(),
+            work_dir.display()
+        );
+    }
+    for (index, (point, records_path)) in plan.points.iter().zip(&paths).enumerate() {
+        if complete[index] {
             continue;
         }
         if records_path.exists() {
-            std::fs::remove_file(&records_path).with_context(|| format!("cannot replace {}", records_path.display()))?;
+            std::fs::remove_file(records_path).with_context(|| format!("cannot replace {}", records_path.display()))?;
         }
         let config = BenchConfig {
             url: url.to_string(),
@@ -249,7 +263,7 @@ fn run_builtin(
             endpoint,
             workload: workload_of(point, args.seed),
             timeout_s: LIVE_TIMEOUT_S,
-            records_path: Some(records_path),
+            records_path: Some(records_path.clone()),
             max_tries: CONNECT_TRIES,
             initial_backoff_s: CONNECT_BACKOFF_S,
         };
@@ -272,13 +286,6 @@ fn run_builtin(
         if !outcome.errors.is_empty() {
             eprintln!("  failed requests: {:?}", outcome.errors);
         }
-    }
-    if args.resume {
-        eprintln!(
-            "resumed: {n_kept} of {} points had complete records in {}",
-            plan.points.len(),
-            work_dir.display()
-        );
     }
     Ok(paths)
 }

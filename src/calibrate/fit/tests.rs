@@ -206,3 +206,18 @@ fn served_points_are_predicted_through_the_simulator() {
     assert!(ttft > step.prefill_s(1000) * 1e3 * 0.9, "{ttft}");
     assert!(tpot > decode_ms * 0.9 && tpot < decode_ms * 2.0, "{tpot} vs {decode_ms}");
 }
+
+#[test]
+fn coefficients_whose_range_starts_at_zero_are_fitted_on_a_linear_scale() {
+    let start = Coefficients::defaults();
+    let mut truth = start.clone();
+    truth.prefill_fixed_ms = 4.0;
+    let points = synthetic_points(&truth);
+    let mut config = config(start, LeaveOneOut::Skip);
+    config.choice = CoefficientChoice::Named(vec!["prefill_fixed_ms".into()]);
+    let report = fit(&points, &config, None).unwrap();
+    let fitted = report.fitted.iter().find(|c| c.name == "prefill_fixed_ms").unwrap();
+    assert!((fitted.fitted / 4.0 - 1.0).abs() < 0.03, "{fitted:?}");
+    assert_eq!(fitted.status, CoefficientStatus::Moved);
+    assert!(!fitted.at_bound);
+}

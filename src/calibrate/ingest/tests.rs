@@ -70,6 +70,45 @@ fn aiperf_sweep_aggregate_takes_lengths_from_parameters_and_base_run() {
 }
 
 #[test]
+fn zip_sweep_parameters_are_read_by_their_dotted_names() {
+    // A multi-parameter (zip) sweep names its parameters by config path, as `aiperf profile --isl
+    // 128,512 --osl 4,64 --concurrency 1,8 --request-count 4,16 --sweep-type zip` writes them.
+    let sweep = r#"{"per_combination_metrics": [
+        {"parameters": {"datasets.main.prompts.isl.mean": 128, "datasets.main.prompts.osl.mean": 4, "concurrency": 1, "requests": 4},
+         "metrics": {"time_to_first_token": {"unit": "ms", "avg": 15.0}}},
+        {"parameters": {"datasets.main.prompts.isl.mean": 512, "datasets.main.prompts.osl.mean": 64, "concurrency": 8, "requests": 16},
+         "metrics": {"time_to_first_token": {"unit": "ms", "avg": 110.0}}}]}"#;
+    let (points, _) = parse_aiperf_sweep(sweep, "sweep", Some(RUN1)).unwrap();
+    let workloads: Vec<(u64, u64, Load, u64)> = points
+        .iter()
+        .map(|p| match p.workload {
+            Workload::Served {
+                isl_tokens,
+                osl_tokens,
+                load,
+                n_requests,
+                ..
+            } => (isl_tokens, osl_tokens, load, n_requests),
+            ref other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(workloads, [(128, 4, Load::Concurrency(1), 4), (512, 64, Load::Concurrency(8), 16)]);
+}
+
+#[test]
+fn simulated_time_scales_latencies_up_and_rates_down() {
+    let metrics = MeasuredMetrics {
+        ttft_ms: Some(Summary::mean_only(2.0)),
+        output_tok_per_s: Some(1000.0),
+        ..MeasuredMetrics::default()
+    };
+    let scaled = metrics.in_simulated_time(5.0);
+    assert_eq!(scaled.ttft_ms.unwrap().mean, Some(10.0));
+    assert_eq!(scaled.output_tok_per_s, Some(200.0));
+    assert_eq!(scaled.tpot_ms, None);
+}
+
+#[test]
 fn dynamo_npz_prefill_and_decode_points() {
     let prefill = parse_dynamo_npz(PREFILL_NPZ, "prefill.npz").unwrap();
     assert_eq!(prefill.kind, SourceKind::DynamoPrefill);
