@@ -292,10 +292,7 @@ pub fn run_bench_observed(
         .enable_all()
         .build()
         .map_err(|e| LoadgenError::Startup(e.to_string()))?;
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| LoadgenError::Startup(e.to_string()))?;
+    let client = http_client()?;
     runtime.block_on(async {
         let retry = RetryPolicy {
             timeout_s: config.timeout_s,
@@ -375,10 +372,7 @@ pub fn probe_server(url: &str, timeout_s: f64, max_tries: u32, initial_backoff_s
         .enable_all()
         .build()
         .map_err(|e| LoadgenError::Startup(e.to_string()))?;
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| LoadgenError::Startup(e.to_string()))?;
+    let client = http_client()?;
     runtime.block_on(async {
         let retry = RetryPolicy {
             timeout_s,
@@ -840,6 +834,14 @@ impl RecordSink {
         writeln!(self.writer, "{line}").map_err(error)?;
         self.writer.flush().map_err(error)
     }
+}
+
+/// The HTTP client of benches and probes: no Nagle delay, so streamed chunks are timed as they arrive.
+fn http_client() -> Result<reqwest::Client, LoadgenError> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| LoadgenError::Startup(e.to_string()))
 }
 
 #[cfg(test)]
