@@ -57,6 +57,13 @@ fn calibrate(url: &str, extra: &[&str]) -> Output {
 }
 
 /// A workload the plan does not run: other lengths, concurrencies and an open loop.
+///
+/// Lengths are drawn as `bench_serving --random-range-ratio 0.5` draws them. With fixed lengths and
+/// a handful of requests a closed loop locks into one of two timing patterns (the first prefill
+/// alone or with company) that tens of microseconds of HTTP jitter decide: the unperturbed twin
+/// itself gives a median TTFT of 85 or 129 ms from run to run at 700/150, concurrency 6. Such a
+/// median is not a property of the server, so the held-out loads vary their lengths as real
+/// benchmarks do.
 struct HeldOut {
     name: &'static str,
     isl: u64,
@@ -65,20 +72,23 @@ struct HeldOut {
     n_requests: u64,
 }
 
+/// `--range-ratio` of the held-out workloads.
+const HELD_OUT_RANGE_RATIO: f64 = 0.5;
+
 const HELD_OUT: [HeldOut; 3] = [
     HeldOut {
         name: "700/150 c6",
         isl: 700,
         osl: 150,
         arrivals: Arrivals::Closed { concurrency: 6 },
-        n_requests: 18,
+        n_requests: 36,
     },
     HeldOut {
         name: "3000/300 c2",
         isl: 3000,
         osl: 300,
         arrivals: Arrivals::Closed { concurrency: 2 },
-        n_requests: 6,
+        n_requests: 10,
     },
     HeldOut {
         name: "1500/80 rate 4",
@@ -106,7 +116,9 @@ fn measure(url: &str, held_out: &HeldOut, time_scale: f64) -> (f64, f64) {
         workload: WorkloadSpec {
             isl: held_out.isl,
             osl: held_out.osl,
-            lengths: LengthDistribution::Fixed,
+            lengths: LengthDistribution::Uniform {
+                range_ratio: HELD_OUT_RANGE_RATIO,
+            },
             arrivals,
             n_requests: held_out.n_requests,
             n_warmup: 0,
@@ -145,6 +157,8 @@ fn predict(held_out: &HeldOut, profile: &Path) -> (f64, f64) {
         &load[1],
         "--num-requests",
         &n,
+        "--range-ratio",
+        &HELD_OUT_RANGE_RATIO.to_string(),
         "--seed",
         &seed,
         "--profile",
@@ -177,18 +191,14 @@ fn ape(predicted: f64, measured: f64) -> f64 {
 /// The twin runs 5× faster than real time so that the test takes about 20 s; that magnifies the
 /// client's and the HTTP path's own latency (about 1.5 ms a request in a debug build) to about
 /// 8 ms of simulated TTFT, which the fit takes into `prefill_fixed_ms`.
-/// Measured here (2 cores, debug build, seven runs, some beside the rest of the suite): fit error
-/// 1.1–3.8%; measured vs fitted TPOT at most 3.9% (median at most 2.9%); open-loop TTFT 1.4–7.4%;
-/// fitted vs true coefficients, TPOT at most 3.4%. Closed-loop TTFT is off by 0.4–33%: `predict`
-/// starts the clients of a closed loop at the same instant and batches their prefills, while
-/// requests sent over HTTP reach the twin (and SGLang) microseconds apart, so the first is
-/// prefilled alone and the loop stays staggered; the twin lands in either regime from run to run.
-/// Without perturbation the twin and `predict` differ by as much (−14% at concurrency 6, +24% at
-/// concurrency 2, in real time).
-/// In real time (release build, by hand) the round trip takes the fit error from 19.6% to 1.3%;
-/// held-out TPOT is within 2.8% (median 1.2%), open-loop TTFT within 0.2%, closed-loop TTFT −14%
-/// and +23% as without perturbation, and the fitted profile's predictions are within 1.7% of the
-/// true coefficients' on every held-out workload.
+/// Measured here (2 cores, release test build): fit error 1.5%; measured vs fitted TTFT 8.9%, 2.2%,
+/// 1.1% and TPOT 1.0%, 0.1%, 1.1%.
+/// In real time (release build, by hand, the commands in the closing note of issue 4) the fit error
+/// goes from 19.5% to 1.2% and five held-out workloads (these three, 2000/200 at concurrency 16 and
+/// 400/400 at 32) give TTFT within 0.5–2.9% (median 1.9%) and TPOT within 0.0–4.2% (median 0.3%);
+/// calibrated through AIPerf instead (`--aiperf --budget 180s`), TTFT within 1.4–8.2% (median 4.5%)
+/// and TPOT within 1.4–3.8% (median 1.9%): AIPerf's client adds 1–2 ms to every TTFT it measures,
+/// which the fit keeps and `sglsim bench` does not see.
 #[test]
 fn issue_4_live_calibration_predicts_held_out_workloads() {
     let _quiet = timing_lock();
@@ -233,8 +243,8 @@ fn issue_4_live_calibration_predicts_held_out_workloads() {
     assert!(fit_error < 6.0, "{summary}");
     assert!(median(measured_vs_fitted.1.clone()) < 5.0, "{summary}");
     assert!(measured_vs_fitted.1.iter().all(|e| *e < 8.0), "{summary}");
-    assert!(measured_vs_fitted.0[2] < 12.0, "open loop: {summary}");
-    assert!(measured_vs_fitted.0[..2].iter().all(|e| *e < 40.0), "closed loops: {summary}");
+    assert!(median(measured_vs_fitted.0.clone()) < 10.0, "{summary}");
+    assert!(measured_vs_fitted.0.iter().all(|e| *e < 20.0), "{summary}");
     assert!(median(fitted_vs_truth.1.clone()) < 5.0, "{summary}");
 }
 

@@ -108,6 +108,8 @@ coefficients! {
     prefill_fixed_ms: "ms", 0.0 ..= 20.0;
     /// Fixed cost of one disaggregated KV transfer (bootstrap handshake, polling, completion notice), milliseconds.
     kv_transfer_fixed_ms: "ms", 0.05 ..= 50.0;
+    /// Time the server's front end (HTTP handling and the tokenizer manager's hand-off to the scheduler) spends on one request; requests pass through it one at a time, microseconds.
+    frontend_request_us: "us", 0.0 ..= 5000.0;
     /// Device memory taken before the weights on a single GPU (CUDA context, cuBLAS workspace), GiB.
     runtime_reserve_gib: "GiB", 0.2 ..= 4.0;
     /// Extra device memory per tensor-parallel peer (NCCL channels, custom all-reduce buffers, load residue), GiB.

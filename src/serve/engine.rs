@@ -7,6 +7,8 @@
 //! returns the output [`Chunk`]s each client is sent (one per `--stream-interval` tokens).
 //! Requests submitted while a step runs are seen as the simulator sees them: with the overlap
 //! scheduler only after the next batch is formed.
+//! The twin's own HTTP layer is its front end: the simulator's `frontend_request_us` (SGLang's
+//! tokenizer manager handing requests over one at a time) is not added here.
 //! The engine keeps a logical clock (the sum of step durations) and reads no wall clock, so it is
 //! tested without sockets or sleeps; `serve::runner` maps it onto real time.
 

@@ -37,9 +37,13 @@ fn live_engine(step: &StepModel) -> LiveEngine<StepModel> {
 /// (sent, first token, finished) of each request, sorted.
 type Timings = Vec<(SimTime, SimTime, SimTime)>;
 
+/// The simulator's timings for the same engine without a front end: the live engine is what sits
+/// behind the twin's HTTP layer, which is its front end.
 fn simulated(step: &StepModel, workload: &WorkloadSpec) -> Timings {
+    let mut spec = engine_spec(step, Role::Aggregated);
+    spec.frontend_request_s = 0.0;
     let deployment = Deployment {
-        engines: vec![engine_spec(step, Role::Aggregated)],
+        engines: vec![spec],
         transfer: None,
     };
     let options = SimOptions {

@@ -74,6 +74,9 @@ pub struct EngineSpec<'a> {
     pub kv_bytes_per_token_per_gpu: f64,
     /// Scheduler CPU time before a transferred request's first token is streamed, seconds.
     pub first_token_overhead_s: f64,
+    /// Front-end time per request (HTTP handling, hand-off to the scheduler), seconds; requests pass
+    /// through the engine's front end one at a time.
+    pub frontend_request_s: f64,
     /// With the overlap scheduler the CPU forms batch k+1 while the GPU runs batch k, so a request
     /// that arrives during a step is first seen when batch k+2 is formed.
     pub overlap_schedule: OverlapSchedule,
@@ -145,7 +148,10 @@ pub struct SimOptions {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
+    /// A client sends a request.
     Arrival(usize),
+    /// The engine's front end hands the request to its scheduler.
+    Dispatched(usize),
     StepDone(usize),
     TransferDone(usize),
     /// An idle engine looks at its queues; queued after same-time arrivals so they batch together.
@@ -166,6 +172,8 @@ struct EngineState {
     bound_requests: Vec<u64>,
     contexts: Vec<Vec<u64>>,
     extends: Vec<Vec<ExtendRequest>>,
+    /// When the front end finishes the last request handed to it.
+    frontend_free: SimTime,
 }
 
 struct Simulation<'d, 'a> {
@@ -204,6 +212,7 @@ pub fn simulate(deployment: &Deployment<'_>, workload: &[RequestSpec], options: 
             bound_requests: vec![0; spec.dp],
             contexts: vec![Vec::new(); spec.dp],
             extends: vec![Vec::new(); spec.dp],
+            frontend_free: SimTime::ZERO,
         })
         .collect();
     let mut simulation = Simulation {
@@ -239,6 +248,7 @@ pub fn simulate(deployment: &Deployment<'_>, workload: &[RequestSpec], options: 
     while let Some(Reverse((now, _, event))) = simulation.events.pop() {
         match event {
             Event::Arrival(request_idx) => simulation.on_arrival(now, request_idx),
+            Event::Dispatched(request_idx) => simulation.on_dispatched(now, request_idx),
             Event::StepDone(engine_idx) => simulation.on_step_done(now, engine_idx),
             Event::TransferDone(request_idx) => simulation.on_transfer_done(now, request_idx),
             Event::Wake(engine_idx) => {
@@ -302,6 +312,7 @@ impl Simulation<'_, '_> {
         }
     }
 
+    /// A client sends a request: it is placed on an engine and queues for that engine's front end.
     fn on_arrival(&mut self, now: SimTime, request_idx: usize) {
         self.requests[request_idx].sent = now;
         let roles: Vec<Role> = self.deployment.engines.iter().map(|e| e.role).collect();
@@ -311,24 +322,35 @@ impl Simulation<'_, '_> {
             *counter += 1;
             chosen
         };
-        if roles.contains(&Role::Decode) {
-            let decode_idx = pick(&roles, &mut self.next_backend, &[Role::Decode]);
-            let engine = &mut self.engines[decode_idx];
-            let rank = engine.next_rank % engine.ranks.len();
-            engine.next_rank += 1;
-            engine.prealloc[rank].push_back(request_idx);
-            let request = &mut self.requests[request_idx];
-            request.placement = (decode_idx, rank);
-            request.state = RequestState::AwaitingDecodeSlot;
-            self.try_preallocate(now, decode_idx);
+        let engine_idx = if roles.contains(&Role::Decode) {
+            pick(&roles, &mut self.next_backend, &[Role::Decode])
         } else {
-            let engine_idx = pick(&roles, &mut self.next_frontend, &[Role::Aggregated]);
-            let engine = &mut self.engines[engine_idx];
-            let rank = engine.next_rank % engine.ranks.len();
-            engine.next_rank += 1;
-            let request = &mut self.requests[request_idx];
-            request.placement = (engine_idx, rank);
-            request.state = RequestState::Waiting;
+            pick(&roles, &mut self.next_frontend, &[Role::Aggregated])
+        };
+        let engine = &mut self.engines[engine_idx];
+        let rank = engine.next_rank % engine.ranks.len();
+        engine.next_rank += 1;
+        self.requests[request_idx].placement = (engine_idx, rank);
+        let frontend_s = self.deployment.engines[engine_idx].frontend_request_s;
+        if frontend_s <= 0.0 {
+            self.on_dispatched(now, request_idx);
+            return;
+        }
+        let done = engine.frontend_free.max(now).after_secs(frontend_s);
+        engine.frontend_free = done;
+        self.push(done, Event::Dispatched(request_idx));
+    }
+
+    /// The front end hands a placed request to its engine's scheduler (or, disaggregated, to its
+    /// decode engine's pre-allocation queue).
+    fn on_dispatched(&mut self, now: SimTime, request_idx: usize) {
+        let (engine_idx, rank) = self.requests[request_idx].placement;
+        if self.deployment.engines[engine_idx].role == Role::Decode {
+            self.engines[engine_idx].prealloc[rank].push_back(request_idx);
+            self.requests[request_idx].state = RequestState::AwaitingDecodeSlot;
+            self.try_preallocate(now, engine_idx);
+        } else {
+            self.requests[request_idx].state = RequestState::Waiting;
             self.enqueue(now, engine_idx, rank, request_idx);
         }
     }

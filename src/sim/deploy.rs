@@ -41,6 +41,7 @@ pub fn engine_spec(step_model: &StepModel, role: Role) -> EngineSpec<'_> {
         stream_interval: args.stream_interval,
         kv_bytes_per_token_per_gpu: memory.kv_bytes_per_token_per_rank,
         first_token_overhead_s: step_model.coefficients().step_cpu_ms * 1e-3,
+        frontend_request_s: step_model.coefficients().frontend_request_us * 1e-6,
         overlap_schedule: args.overlap_schedule,
     }
 }

@@ -47,6 +47,7 @@ fn engine(role: Role, scheduler: SchedulerConfig) -> EngineSpec<'static> {
         stream_interval: 1,
         kv_bytes_per_token_per_gpu: 1000.0,
         first_token_overhead_s: 0.0005,
+        frontend_request_s: 0.0,
         overlap_schedule: OverlapSchedule::Off,
     }
 }
@@ -108,6 +109,29 @@ fn kv_full_retracts_the_request_with_fewest_tokens() {
     let (records, retractions) = run(&deployment, &[request(10, 40), request(10, 40), request(10, 40)]);
     assert_eq!(retractions, 1);
     assert_eq!(records, vec![(10.0, 69.0), (20.0, 69.0), (30.0, 94.0)]);
+}
+
+#[test]
+fn front_end_hands_requests_over_one_at_a_time() {
+    // Front end 1 ms per request, both sent at t=0: A reaches the idle scheduler at 1 ms and is
+    // prefilled alone (1..11); B reaches it at 2 ms, during A's prefill, and is prefilled next
+    // (11..21) before A decodes (prefill first). Both decode their second token in one 1 ms step
+    // and finish at 22. TTFT counts from the send: A 11, B 21.
+    let mut spec = engine(Role::Aggregated, config(10_000, None, (0.7, 0.1)));
+    spec.frontend_request_s = 0.001;
+    let deployment = Deployment {
+        engines: vec![spec],
+        transfer: None,
+    };
+    let (records, _) = run(&deployment, &[request(50, 2), request(50, 2)]);
+    assert_eq!(records, vec![(11.0, 22.0), (21.0, 22.0)]);
+    // Without the front end both reach the scheduler together and share one prefill.
+    let deployment = Deployment {
+        engines: vec![engine(Role::Aggregated, config(10_000, None, (0.7, 0.1)))],
+        transfer: None,
+    };
+    let (records, _) = run(&deployment, &[request(50, 2), request(50, 2)]);
+    assert_eq!(records, vec![(10.0, 11.0), (10.0, 11.0)]);
 }
 
 #[test]
