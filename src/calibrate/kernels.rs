@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::error::{Error, Result};
 use super::validate::quantile;
 use crate::model::coefficients::{Coefficients, COEFFICIENT_INFO};
-use crate::model::cost::{collective_s, cost_op};
+use crate::model::cost::{allreduce_s, cost_op, nccl_s, NcclOp};
 use crate::model::gpu::GpuSpec;
 use crate::model::ops::{AttentionKernel, ExtendRequest, Op, OpKind};
 use crate::model::quant::WeightDtype;
@@ -18,7 +18,9 @@ use crate::model::quant::WeightDtype;
 /// One measured kernel time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelSample {
-    /// Op family: `gemm_bf16`, `gemm_fp8`, `attn_prefill`, `attn_decode`, `all_reduce`, `all_gather`.
+    /// Op family: `gemm_bf16`, `gemm_fp8`, `attn_prefill`, `attn_decode`, `moe_bf16`, `moe_fp8`,
+    /// `custom_allreduce`, `custom_allreduce_eager`, `nccl_all_reduce`, `nccl_all_gather`, and our
+    /// torch.distributed NCCL rows `all_reduce`, `all_gather`.
     pub family: String,
     /// What was measured.
     pub shape: KernelShape,
@@ -89,9 +91,22 @@ pub enum KernelShape {
         n_ranks: u32,
         /// Buffer bytes.
         bytes: f64,
-        /// All-reduce (true) or all-gather / reduce-scatter.
-        all_reduce: bool,
+        /// Which implementation ran.
+        path: CollectivePath,
     },
+}
+
+/// The implementation a measured collective went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectivePath {
+    /// SGLang's `tensor_model_parallel_all_reduce` inside a CUDA graph: custom all-reduce up to 8 MiB, NCCL above.
+    SglangAllReduce,
+    /// The same, called eagerly: each call also pays the CPU launch of an eager kernel.
+    SglangAllReduceEager,
+    /// NCCL all-reduce.
+    NcclAllReduce,
+    /// NCCL all-gather or reduce-scatter.
+    NcclAllGather,
 }
 
 /// Reads a `*_kernels.csv`; attention rows are kept for the cuDNN backend only (the FA3-class
@@ -179,18 +194,14 @@ pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
             continue;
         };
         let op = record.get("op").map(String::as_str).unwrap_or("");
-        let (family, all_reduce) = match op {
-            "all_reduce" => ("all_reduce", true),
-            "all_gather_into_tensor" | "reduce_scatter_tensor" => ("all_gather", false),
+        let (family, path) = match op {
+            "all_reduce" => ("all_reduce", CollectivePath::NcclAllReduce),
+            "all_gather_into_tensor" | "reduce_scatter_tensor" => ("all_gather", CollectivePath::NcclAllGather),
             _ => continue,
         };
         samples.push(KernelSample {
             family: family.into(),
-            shape: KernelShape::Collective {
-                n_ranks,
-                bytes,
-                all_reduce,
-            },
+            shape: KernelShape::Collective { n_ranks, bytes, path },
             time_us,
         });
     }
@@ -220,8 +231,12 @@ fn records(text: &str, path: &str) -> Result<Vec<std::collections::BTreeMap<Stri
         .collect()
 }
 
-/// Reads AIConfigurator's SGLang tables (`data/measured/aic/<gpu>_moe.csv`: fused MoE, latency in ms;
-/// `<gpu>_custom_allreduce.csv`: SGLang's custom all-reduce inside CUDA graphs).
+/// Reads AIConfigurator's tables (latency in ms): `data/measured/aic/<gpu>_moe.csv` (SGLang's fused MoE),
+/// `<gpu>_custom_allreduce.csv` (SGLang's `tensor_model_parallel_all_reduce`, AIC's
+/// collector/network/collect_all_reduce.py: custom all-reduce up to 8 MiB, NCCL above; `sglang_graph`
+/// rows are family `custom_allreduce`, `sglang_eager` rows `custom_allreduce_eager`) and `<gpu>_nccl.csv`
+/// (nccl-tests: families `nccl_all_reduce` and `nccl_all_gather`, reduce-scatter included; all-to-all
+/// rows are not read: the model's all-to-all is DeepEP's, not NCCL's).
 pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     let mut samples = Vec::new();
     for record in records(text, path)? {
@@ -263,16 +278,39 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
                 shape,
                 time_us,
             });
-        } else if record.get("backend").map(String::as_str) == Some("sglang_graph") {
+        } else if record.contains_key("nccl_dtype") {
+            let (family, path) = match record.get("op_name").map(String::as_str) {
+                Some("all_reduce") => ("nccl_all_reduce", CollectivePath::NcclAllReduce),
+                Some("all_gather") | Some("reduce_scatter") => ("nccl_all_gather", CollectivePath::NcclAllGather),
+                _ => continue,
+            };
             let (Some(n_ranks), Some(bytes)) = (number("num_gpus"), number("message_bytes")) else {
                 continue;
             };
             samples.push(KernelSample {
-                family: "custom_allreduce".into(),
+                family: family.into(),
                 shape: KernelShape::Collective {
                     n_ranks: n_ranks as u32,
                     bytes,
-                    all_reduce: true,
+                    path,
+                },
+                time_us,
+            });
+        } else {
+            let (family, path) = match record.get("backend").map(String::as_str) {
+                Some("sglang_graph") => ("custom_allreduce", CollectivePath::SglangAllReduce),
+                Some("sglang_eager") => ("custom_allreduce_eager", CollectivePath::SglangAllReduceEager),
+                _ => continue,
+            };
+            let (Some(n_ranks), Some(bytes)) = (number("num_gpus"), number("message_bytes")) else {
+                continue;
+            };
+            samples.push(KernelSample {
+                family: family.into(),
+                shape: KernelShape::Collective {
+                    n_ranks: n_ranks as u32,
+                    bytes,
+                    path,
                 },
                 time_us,
             });
@@ -364,13 +402,17 @@ pub fn predict_us(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coefficie
             intermediate: *intermediate,
             weights: *weights,
         }),
-        KernelShape::Collective {
-            n_ranks,
-            bytes,
-            all_reduce,
-        } => {
-            let moved = if *all_reduce { 2.0 * bytes } else { *bytes };
-            collective_s(gpu, coefficients, *n_ranks, coefficients.allreduce_latency_us, moved) * 1e6
+        KernelShape::Collective { n_ranks, bytes, path } => {
+            let seconds = match path {
+                CollectivePath::SglangAllReduce => allreduce_s(gpu, coefficients, *n_ranks, *bytes),
+                // An eager call: the CPU launch and the GPU work overlap across back-to-back calls.
+                CollectivePath::SglangAllReduceEager => {
+                    allreduce_s(gpu, coefficients, *n_ranks, *bytes).max(coefficients.eager_launch_us * 1e-6)
+                }
+                CollectivePath::NcclAllReduce => nccl_s(gpu, coefficients, NcclOp::AllReduce, *n_ranks, *bytes),
+                CollectivePath::NcclAllGather => nccl_s(gpu, coefficients, NcclOp::AllGather, *n_ranks, *bytes),
+            };
+            seconds * 1e6
         }
     }
 }
@@ -423,23 +465,39 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
         "gemm_fp8" => &["gemm_fp8_eff"],
         "attn_prefill" => &["attn_prefill_eff", "attn_prefill_half_tokens"],
         "attn_decode" => &["attn_decode_mem_eff"],
-        "all_gather" => &["comm_bw_eff"],
+        "nccl_all_reduce" | "nccl_all_gather" => &["nccl_latency_us", "nccl_step_us", "nccl_bw_eff"],
         "moe_fp8" | "moe_bf16" => &["moe_compute_eff", "moe_mem_eff"],
-        "custom_allreduce" => &["allreduce_latency_us", "comm_bw_eff"],
+        "custom_allreduce" => &["allreduce_latency_us", "allreduce_peer_us", "comm_bw_eff"],
         _ => &[],
     }
 }
+
+/// The families `sglsim kernels --fit` fits, in order. `a+b` fits families that share coefficients
+/// together. NCCL comes before the custom all-reduce, whose tables go to NCCL above 8 MiB; our
+/// torch.distributed rows (`all_reduce`, `all_gather`) are not fitted: they carry PyTorch's and the
+/// VM's overhead, which SGLang's pynccl calls inside CUDA graphs do not pay.
+pub const FIT_ORDER: &[&str] = &[
+    "gemm_bf16",
+    "gemm_fp8",
+    "attn_prefill",
+    "attn_decode",
+    "nccl_all_reduce+nccl_all_gather",
+    "custom_allreduce",
+    "moe_fp8",
+    "moe_bf16",
+];
 
 /// Fits, family by family, the coefficients the family identifies: coordinate search in log space
 /// over each coefficient's plausible range, minimising the sum of squared log errors.
 pub fn fit_families(samples: &[KernelSample], gpu: &GpuSpec, start: &Coefficients, families: &[&str]) -> Result<Coefficients> {
     let mut values = start.to_vec();
     for family in families {
-        let members: Vec<&KernelSample> = samples.iter().filter(|s| s.family == *family).collect();
+        let names: Vec<&str> = family.split('+').collect();
+        let members: Vec<&KernelSample> = samples.iter().filter(|s| names.contains(&s.family.as_str())).collect();
         if members.is_empty() {
             continue;
         }
-        let indices: Vec<usize> = identified_coefficients(family)
+        let indices: Vec<usize> = identified_coefficients(names[0])
             .iter()
             .filter_map(|name| COEFFICIENT_INFO.iter().position(|info| info.name == *name))
             .collect();

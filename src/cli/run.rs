@@ -257,7 +257,7 @@ pub fn validate(args: &ValidateArgs) -> Result<Outcome> {
 
 /// `sglsim kernels`.
 pub fn kernels(args: &KernelsArgs) -> Result<Outcome> {
-    use sglsim::calibrate::kernels::{family_errors, fit_families, parse_collectives, parse_kernels};
+    use sglsim::calibrate::kernels::{family_errors, fit_families, parse_collectives, parse_kernels, FIT_ORDER};
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
     let mut samples = Vec::new();
     for path in &args.kernels {
@@ -274,21 +274,7 @@ pub fn kernels(args: &KernelsArgs) -> Result<Outcome> {
     let start = load_coefficients(args.profile.as_deref())?;
     let before = family_errors(&samples, &gpu, &start);
     let fitted = if args.fit {
-        Some(fit_families(
-            &samples,
-            &gpu,
-            &start,
-            &[
-                "gemm_bf16",
-                "gemm_fp8",
-                "attn_prefill",
-                "attn_decode",
-                "all_gather",
-                "moe_fp8",
-                "moe_bf16",
-                "custom_allreduce",
-            ],
-        )?)
+        Some(fit_families(&samples, &gpu, &start, FIT_ORDER)?)
     } else {
         None
     };
@@ -298,14 +284,14 @@ pub fn kernels(args: &KernelsArgs) -> Result<Outcome> {
         return Ok(Outcome::Done(serde_json::to_string_pretty(&value)?));
     }
     let mut out = format!(
-        "{:<14} {:>4} {:>11} {:>9} {:>14}\n",
+        "{:<22} {:>4} {:>11} {:>9} {:>14}\n",
         "family", "n", "median APE", "p90 APE", "median signed"
     );
     let table = |out: &mut String, title: &str, rows: &[sglsim::calibrate::kernels::FamilyError]| {
         out.push_str(&format!("{title}\n"));
         for r in rows {
             out.push_str(&format!(
-                "{:<14} {:>4} {:>10.1}% {:>8.1}% {:>13.1}%\n",
+                "{:<22} {:>4} {:>10.1}% {:>8.1}% {:>13.1}%\n",
                 r.family, r.n, r.median_ape, r.p90_ape, r.median_signed
             ));
         }

@@ -86,11 +86,19 @@ coefficients! {
     moe_mem_eff: "fraction", 0.15 ..= 0.95;
     /// Load of the busiest expert-parallel rank over the mean, for large batches without EPLB.
     moe_ep_imbalance: "ratio", 1.0 ..= 2.5;
-    /// Fixed cost of one all-reduce on the scale-up fabric (custom all-reduce or NCCL), microseconds.
-    allreduce_latency_us: "us", 2.0 ..= 80.0;
+    /// Fixed cost of one stage of SGLang's custom all-reduce (launch and end-of-stage barrier; two-shot has two stages), microseconds.
+    allreduce_latency_us: "us", 1.0 ..= 80.0;
+    /// Extra custom all-reduce latency per stage for each peer rank (barrier flags written to and polled from each peer), microseconds.
+    allreduce_peer_us: "us", 0.0 ..= 2.0;
+    /// Fixed cost of one NCCL collective (launch, proxy and protocol set-up), microseconds.
+    nccl_latency_us: "us", 1.0 ..= 60.0;
+    /// NCCL latency per ring step (2(n-1) steps for all-reduce, n-1 for all-gather / reduce-scatter), microseconds.
+    nccl_step_us: "us", 0.0 ..= 5.0;
+    /// Fraction of NVLink / RDMA bandwidth NCCL collectives reach (ring bus bandwidth over link bandwidth).
+    nccl_bw_eff: "fraction", 0.2 ..= 0.95;
     /// Fixed cost of one MoE dispatch or combine (all-to-all), microseconds.
     alltoall_latency_us: "us", 5.0 ..= 300.0;
-    /// Fraction of link bandwidth that collectives reach on large messages.
+    /// Fraction of link bandwidth that SGLang's custom all-reduce and MoE all-to-alls reach on large messages.
     comm_bw_eff: "fraction", 0.2 ..= 0.95;
     /// Fixed GPU time of one kernel on top of its roofline time (launch, ramp-up, tail), microseconds.
     kernel_floor_us: "us", 0.5 ..= 15.0;

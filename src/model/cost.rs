@@ -199,7 +199,7 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             OpCost::bounded(0.0, memory_s, n_kernels * floor_s, *n_kernels, repeat)
         }
         OpKind::AllReduce { bytes, n_ranks } => {
-            let comm_s = collective_s(gpu, coefficients, *n_ranks, coefficients.allreduce_latency_us, 2.0 * bytes);
+            let comm_s = allreduce_s(gpu, coefficients, *n_ranks, *bytes);
             OpCost {
                 comm_s: comm_s * repeat,
                 n_kernels: repeat,
@@ -207,7 +207,8 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             }
         }
         OpKind::AllGather { bytes_total, n_ranks } => {
-            let comm_s = collective_s(gpu, coefficients, *n_ranks, coefficients.allreduce_latency_us, *bytes_total);
+            // SGLang gathers through NCCL (pynccl inside CUDA graphs, torch.distributed outside).
+            let comm_s = nccl_s(gpu, coefficients, NcclOp::AllGather, *n_ranks, *bytes_total);
             OpCost {
                 comm_s: comm_s * repeat,
                 n_kernels: repeat,
@@ -225,18 +226,101 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
     }
 }
 
+/// World sizes SGLang's custom all-reduce supports (`CustomAllreduce._SUPPORTED_WORLD_SIZES`,
+/// python/sglang/srt/distributed/device_communicators/custom_all_reduce.py).
+const CUSTOM_AR_WORLD_SIZES: [u32; 4] = [2, 4, 6, 8];
+/// Largest message SGLang's custom all-reduce takes on CUDA (`_MAX_CAR_SIZE = 8192 * 1024`, same file);
+/// larger all-reduces go to NCCL.
+pub const CUSTOM_AR_MAX_BYTES: f64 = 8192.0 * 1024.0;
+
+/// The all-reduce kernel SGLang's custom all-reduce launches for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomArAlgo {
+    /// `cross_device_reduce_1stage`: every rank reads all peers' buffers and reduces, `(n-1) × bytes` read.
+    OneShot,
+    /// `cross_device_reduce_2stage`: reduce-scatter then all-gather, `2(n-1)/n × bytes` moved.
+    TwoShot,
+}
+
+/// SGLang's choice between one-shot and two-shot (`REDUCE_CASE` in sgl-kernel
+/// csrc/allreduce/custom_all_reduce.cuh, as in vLLM): two ranks always one-shot; on full NVLink,
+/// one-shot below 512 KiB up to 4 ranks and below 256 KiB up to 8 ranks, two-shot above.
+pub fn custom_ar_algo(n_ranks: u32, bytes: f64) -> CustomArAlgo {
+    if n_ranks == 2 || (n_ranks <= 4 && bytes < 512.0 * 1024.0) || (n_ranks <= 8 && bytes < 256.0 * 1024.0) {
+        CustomArAlgo::OneShot
+    } else {
+        CustomArAlgo::TwoShot
+    }
+}
+
+/// Time of SGLang's custom all-reduce of a `bytes` buffer over `n_ranks` inside one NVLink domain,
+/// seconds: a fixed latency (launch and the two barriers) plus the bytes each rank moves over
+/// NVLink. `None` where SGLang would not use it (world size, size above its buffer, beyond NVLink).
+pub fn custom_allreduce_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, bytes: f64, max_bytes: f64) -> Option<f64> {
+    let domain = gpu.nvlink_domain_size.max(gpu.gpus_per_node);
+    if !CUSTOM_AR_WORLD_SIZES.contains(&n_ranks) || n_ranks > domain || bytes > max_bytes {
+        return None;
+    }
+    let n = f64::from(n_ranks);
+    // Each stage ends in a barrier that signals every peer; two-shot has two stages.
+    let stage_us = coefficients.allreduce_latency_us + coefficients.allreduce_peer_us * (n - 1.0);
+    let (stages, moved) = match custom_ar_algo(n_ranks, bytes) {
+        CustomArAlgo::OneShot => (1.0, (n - 1.0) * bytes),
+        CustomArAlgo::TwoShot => (2.0, 2.0 * (n - 1.0) / n * bytes),
+    };
+    Some(stages * stage_us * 1e-6 + moved / (gpu.nvlink_bytes_per_s * coefficients.comm_bw_eff))
+}
+
+/// NCCL collectives, priced as ring algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NcclOp {
+    /// All-reduce: `2(n-1)` ring steps, `2(n-1)/n × bytes` per rank.
+    AllReduce,
+    /// All-gather or reduce-scatter of a `bytes` result: `n-1` ring steps, `(n-1)/n × bytes` per rank.
+    AllGather,
+}
+
+/// Time of an NCCL collective over `n_ranks` of a `bytes` buffer (all-reduce buffer, or gathered
+/// output), seconds: NCCL's fixed latency, a latency per ring step, and the bytes over the link.
+pub fn nccl_s(gpu: &GpuSpec, coefficients: &Coefficients, op: NcclOp, n_ranks: u32, bytes: f64) -> f64 {
+    if n_ranks <= 1 {
+        return 0.0;
+    }
+    let n = f64::from(n_ranks);
+    let (steps, moved) = match op {
+        NcclOp::AllReduce => (2.0 * (n - 1.0), 2.0 * bytes),
+        NcclOp::AllGather => (n - 1.0, bytes),
+    };
+    let latency_us = coefficients.nccl_latency_us + steps * coefficients.nccl_step_us;
+    link_s(gpu, coefficients.nccl_bw_eff, n_ranks, latency_us, moved)
+}
+
+/// Time of an all-reduce the way SGLang runs it: its custom all-reduce where it applies, NCCL otherwise.
+pub fn allreduce_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, bytes: f64) -> f64 {
+    if n_ranks <= 1 {
+        return 0.0;
+    }
+    custom_allreduce_s(gpu, coefficients, n_ranks, bytes, CUSTOM_AR_MAX_BYTES)
+        .unwrap_or_else(|| nccl_s(gpu, coefficients, NcclOp::AllReduce, n_ranks, bytes))
+}
+
 /// Time of a collective over `n_ranks` that moves `(n-1)/n × bytes` per rank: a latency plus bytes over
 /// the scale-up link within a node or NVLink domain, plus the scale-out link when it spans several.
 pub fn collective_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, latency_us: f64, bytes: f64) -> f64 {
+    link_s(gpu, coefficients.comm_bw_eff, n_ranks, latency_us, bytes)
+}
+
+/// [`collective_s`] at a given fraction of the link bandwidths.
+fn link_s(gpu: &GpuSpec, bw_eff: f64, n_ranks: u32, latency_us: f64, bytes: f64) -> f64 {
     if n_ranks <= 1 {
         return 0.0;
     }
     let n = f64::from(n_ranks);
     let domain = gpu.nvlink_domain_size.max(gpu.gpus_per_node);
-    let mut seconds = latency_us * 1e-6 + (n - 1.0) / n * bytes / (gpu.nvlink_bytes_per_s * coefficients.comm_bw_eff);
+    let mut seconds = latency_us * 1e-6 + (n - 1.0) / n * bytes / (gpu.nvlink_bytes_per_s * bw_eff);
     if n_ranks > domain {
         let n_domains = f64::from(n_ranks.div_ceil(domain));
-        seconds += gpu.rdma_latency_us * 1e-6 + (n_domains - 1.0) / n_domains * bytes / (gpu.rdma_bytes_per_s * coefficients.comm_bw_eff);
+        seconds += gpu.rdma_latency_us * 1e-6 + (n_domains - 1.0) / n_domains * bytes / (gpu.rdma_bytes_per_s * bw_eff);
     }
     seconds
 }
@@ -366,5 +450,39 @@ mod tests {
         let across = collective_s(&gpu, &coefficients, 16, 10.0, 64e6);
         assert!(across > within * 1.5, "{within} {across}");
         assert_eq!(collective_s(&gpu, &coefficients, 1, 10.0, 64e6), 0.0);
+    }
+
+    #[test]
+    fn custom_allreduce_switches_one_shot_two_shot_and_nccl() {
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        assert_eq!(custom_ar_algo(2, 4e6), CustomArAlgo::OneShot);
+        assert_eq!(custom_ar_algo(4, 256.0 * 1024.0), CustomArAlgo::OneShot);
+        assert_eq!(custom_ar_algo(4, 512.0 * 1024.0), CustomArAlgo::TwoShot);
+        assert_eq!(custom_ar_algo(8, 128.0 * 1024.0), CustomArAlgo::OneShot);
+        assert_eq!(custom_ar_algo(8, 256.0 * 1024.0), CustomArAlgo::TwoShot);
+        // Two-shot pays two stages of latency but moves 2(n-1)/n instead of (n-1) times the bytes:
+        // at 8 ranks and 4 MiB it beats what one-shot would cost.
+        let bytes = 4.0 * 1024.0 * 1024.0;
+        let two_shot = custom_allreduce_s(&gpu, &coefficients, 8, bytes, CUSTOM_AR_MAX_BYTES).unwrap();
+        let one_shot_bytes = 7.0 * bytes / (gpu.nvlink_bytes_per_s * coefficients.comm_bw_eff);
+        assert!(two_shot < one_shot_bytes, "{two_shot} {one_shot_bytes}");
+        // Small messages cost the latency only; more peers cost more.
+        let small = |n| allreduce_s(&gpu, &coefficients, n, 16384.0);
+        assert!(small(2) < small(8) && small(8) < 10e-6, "{} {}", small(2), small(8));
+        // Above 8 MiB, or at a world size the custom kernel lacks, SGLang uses NCCL.
+        assert!(custom_allreduce_s(&gpu, &coefficients, 8, 16.0 * 1024.0 * 1024.0, CUSTOM_AR_MAX_BYTES).is_none());
+        assert!(custom_allreduce_s(&gpu, &coefficients, 3, 1024.0, CUSTOM_AR_MAX_BYTES).is_none());
+        let big = 64.0 * 1024.0 * 1024.0;
+        assert_eq!(
+            allreduce_s(&gpu, &coefficients, 8, big),
+            nccl_s(&gpu, &coefficients, NcclOp::AllReduce, 8, big)
+        );
+        // NCCL's latency grows with ring steps: an 8-rank all-reduce (14 steps) over a 2-rank one (2).
+        let tiny = |op, n| nccl_s(&gpu, &coefficients, op, n, 1024.0);
+        let steps = (tiny(NcclOp::AllReduce, 8) - tiny(NcclOp::AllReduce, 2)) * 1e6;
+        assert!((steps - 12.0 * coefficients.nccl_step_us).abs() < 0.1, "{steps}");
+        assert!(tiny(NcclOp::AllGather, 8) < tiny(NcclOp::AllReduce, 8));
+        assert!(tiny(NcclOp::AllReduce, 2) > small(2));
     }
 }
