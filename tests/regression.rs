@@ -52,7 +52,8 @@ fn issue2_deepseek_r1_decode_step_vs_context() {
 #[test]
 fn issue6_dev_set_error_does_not_regress() {
     // `sglsim validate` on the published dev set (tests/fixtures/sglang_published_dev.csv, 282 rows;
-    // 236 modelled). Bounds sit about 3 points above today's median absolute % errors, per metric family.
+    // 236 modelled). Bounds sit about 3 points above today's median absolute % errors, per metric family
+    // (TTFT of open loops offered more prompt tokens than the engine can prefill is `ttft_overload`).
     let out = sglsim("validate --data tests/fixtures/sglang_published_dev.csv --json");
     assert_eq!(out.code, 0, "{}", out.stderr);
     let json = out.json();
@@ -64,7 +65,13 @@ fn issue6_dev_set_error_does_not_regress() {
             .map(|g| number(g, "median_ape"))
             .unwrap_or_else(|| panic!("no {family} group"))
     };
-    for (family, bound) in [("ttft", 23.0), ("itl", 24.5), ("tpot", 21.0), ("throughput", 11.0)] {
+    for (family, bound) in [
+        ("ttft", 18.0),
+        ("ttft_overload", 20.5),
+        ("itl", 21.5),
+        ("tpot", 20.0),
+        ("throughput", 11.5),
+    ] {
         let error = median(family);
         assert!(error < bound, "{family}: median APE {error:.1}% (bound {bound}%)");
     }

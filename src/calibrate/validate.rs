@@ -19,7 +19,7 @@ use crate::model::step::{EngineConfig, StepModel};
 use crate::sim::cluster::{simulate, Deployment, Role, SimOptions};
 use crate::sim::deploy::engine_spec;
 use crate::sim::metrics::RunMetrics;
-use crate::sim::workload::generate_requests;
+use crate::sim::workload::{generate_requests, Arrivals, LengthDistribution, WorkloadSpec};
 
 /// One compared row.
 #[derive(Debug, Clone, Serialize)]
@@ -88,7 +88,7 @@ pub struct Validation {
 /// Validates rows with the given coefficients; `group_by` names columns among `gpu`, `model`, `mode`, `source`, `metric`.
 pub fn validate(rows: &[MeasurementRow], coefficients: &Coefficients, group_by: &[String]) -> super::Result<Validation> {
     let catalog = GpuCatalog::builtin()?;
-    let mut runs: BTreeMap<String, std::result::Result<RunMetrics, String>> = BTreeMap::new();
+    let mut runs: BTreeMap<String, std::result::Result<(RunMetrics, bool), String>> = BTreeMap::new();
     let mut results = Vec::new();
     let mut unmodelled = Vec::new();
     for row in rows {
@@ -128,14 +128,19 @@ pub fn validate(rows: &[MeasurementRow], coefficients: &Coefficients, group_by: 
         );
         let run = runs.entry(key).or_insert_with(|| {
             if metric == "server_log_gen_throughput" {
-                decode_step_metrics(&setup, &catalog, coefficients)
+                decode_step_metrics(&setup, &catalog, coefficients).map(|metrics| (metrics, false))
             } else {
                 run_setup(&setup, &catalog, coefficients)
             }
         });
         match run {
-            Ok(metrics) => {
+            Ok((metrics, overloaded)) => {
                 let predicted = (mapping.extract)(metrics);
+                let family = if *overloaded && mapping.family == "ttft" {
+                    OVERLOAD_TTFT_FAMILY
+                } else {
+                    mapping.family
+                };
                 let signed = (predicted / measured - 1.0) * 100.0;
                 results.push(RowResult {
                     row: row.row,
@@ -144,7 +149,7 @@ pub fn validate(rows: &[MeasurementRow], coefficients: &Coefficients, group_by: 
                     gpu: setup.gpu.clone(),
                     mode: row.get("mode").to_string(),
                     metric,
-                    family: mapping.family.to_string(),
+                    family: family.to_string(),
                     measured,
                     predicted,
                     ape: signed.abs(),
@@ -182,8 +187,33 @@ fn decode_step_metrics(setup: &Setup, catalog: &GpuCatalog, coefficients: &Coeff
     Ok(metrics)
 }
 
-fn run_setup(setup: &Setup, catalog: &GpuCatalog, coefficients: &Coefficients) -> std::result::Result<RunMetrics, String> {
+/// The family of TTFT rows measured under open-loop overload.
+pub const OVERLOAD_TTFT_FAMILY: &str = "ttft_overload";
+
+/// Whether an open loop offers more prompt tokens per second than the engine can prefill at all
+/// (the mean prompt prefilled alone, chunked as the server chunks it, on every DP rank): TTFT then
+/// measures a queue that grows for the whole run, so its value is set by the run's length (the
+/// number of prompts) more than by the server. `--request-rate inf` always is.
+pub fn open_loop_overloaded(workload: &WorkloadSpec, step: &StepModel) -> bool {
+    let rate_per_s = match workload.arrivals {
+        Arrivals::Poisson { rate_per_s } => rate_per_s,
+        Arrivals::AllAtOnce => return true,
+        Arrivals::Closed { .. } | Arrivals::Trace => return false,
+    };
+    let mean_isl = match workload.lengths {
+        LengthDistribution::Uniform { range_ratio } => workload.isl as f64 * (1.0 + range_ratio) / 2.0,
+        LengthDistribution::Fixed | LengthDistribution::Normal { .. } => workload.isl as f64,
+    }
+    .max(1.0);
+    let prefill_s = step.prefill_s(mean_isl.round() as u64);
+    let capacity_tokens_per_s = mean_isl / prefill_s * f64::from(step.mapping().dp());
+    rate_per_s * mean_isl > capacity_tokens_per_s
+}
+
+/// Simulates a row's setup; also says whether it is an open-loop overload ([`open_loop_overloaded`]).
+fn run_setup(setup: &Setup, catalog: &GpuCatalog, coefficients: &Coefficients) -> std::result::Result<(RunMetrics, bool), String> {
     let step = build_step(setup, catalog, coefficients)?;
+    let overloaded = open_loop_overloaded(&setup.workload, &step);
     let requests = generate_requests(&setup.workload).map_err(|e| e.to_string())?;
     let deployment = Deployment {
         engines: vec![engine_spec(&step, Role::Aggregated)],
@@ -195,7 +225,7 @@ fn run_setup(setup: &Setup, catalog: &GpuCatalog, coefficients: &Coefficients) -
         record_timeline: false,
     };
     simulate(&deployment, &requests, options)
-        .map(|output| output.metrics)
+        .map(|output| (output.metrics, overloaded))
         .map_err(|e| e.to_string())
 }
 
@@ -315,6 +345,22 @@ unknown/Model,h100,1,1,1,bf16,agg,1024,512,,,1,median_tpot,6,ms
         assert!(((1.0 + throughput.signed / 100.0) * (1.0 + tpot.signed / 100.0) - 1.0).abs() < 0.01);
         assert_eq!(validation.groups.len(), 1);
         assert_eq!(validation.groups[0].n, 2);
+    }
+
+    #[test]
+    fn open_loop_ttft_beyond_prefill_capacity_is_its_own_family() {
+        // Llama-3.1-8B on one H100 prefills a 1024-token prompt in tens of ms: 1 req/s is far below
+        // its prefill capacity, 200 req/s (about 200k prompt tokens/s) far above, `inf` always above.
+        let text = "model,gpu,tp,dp,ep,dtype,mode,isl,osl,concurrency,request_rate,batch,metric,value,unit
+meta-llama/Llama-3.1-8B-Instruct,h100,1,1,1,bf16,agg,1024,64,,1,,median_ttft,60,ms
+meta-llama/Llama-3.1-8B-Instruct,h100,1,1,1,bf16,agg,1024,64,,200,,median_ttft,60,ms
+meta-llama/Llama-3.1-8B-Instruct,h100,1,1,1,bf16,agg,1024,64,,inf,,median_ttft,60,ms
+meta-llama/Llama-3.1-8B-Instruct,h100,1,1,1,bf16,agg,1024,64,4,,,median_ttft,60,ms
+";
+        let rows = parse_rows(text, "t.csv").unwrap();
+        let validation = validate(&rows, &Coefficients::defaults(), &[]).unwrap();
+        let families: Vec<&str> = validation.rows.iter().map(|r| r.family.as_str()).collect();
+        assert_eq!(families, ["ttft", OVERLOAD_TTFT_FAMILY, OVERLOAD_TTFT_FAMILY, "ttft"]);
     }
 
     #[test]
