@@ -57,11 +57,24 @@ pub fn load_coefficients(path: Option<&Path>) -> Result<Coefficients> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read profile {}", path.display()))?;
     let name = path.display().to_string();
     let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
-    Ok(if is_json {
-        Coefficients::from_json(&text, &name)?
+    let (coefficients, filled) = if is_json {
+        Coefficients::from_json_filling(&text, &name)?
     } else {
-        Coefficients::from_toml(&text, &name)?
-    })
+        Coefficients::from_toml_filling(&text, &name)?
+    };
+    if !filled.is_empty() {
+        eprintln!(
+            "note: profile {name} has no value for {}; using the default{} (the profile predates {})",
+            filled.join(", "),
+            if filled.len() == 1 { "" } else { "s" },
+            if filled.len() == 1 {
+                "that coefficient"
+            } else {
+                "those coefficients"
+            }
+        );
+    }
+    Ok(coefficients)
 }
 
 /// SGLang's server flags as typed arguments (shared by `predict` and `serve`).

@@ -11,6 +11,20 @@ use super::error::{Error, Result};
 
 const DEFAULT_COEFFICIENTS_TOML: &str = include_str!("../../data/coefficients.toml");
 
+/// The defaults in [`COEFFICIENT_INFO`] order, parsed once.
+static DEFAULT_VALUES: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+
+fn check_schema(schema_version: u32, path: &str) -> Result<()> {
+    if schema_version == 1 {
+        return Ok(());
+    }
+    Err(Error::BadField {
+        path: path.into(),
+        field: "schema_version".into(),
+        problem: format!("is {schema_version}; this build reads version 1"),
+    })
+}
+
 /// What one coefficient means, its unit and its plausible range.
 #[derive(Debug, Clone, Copy)]
 pub struct CoefficientInfo {
@@ -127,54 +141,87 @@ coefficients! {
 impl Coefficients {
     /// The compiled-in defaults from `data/coefficients.toml`.
     pub fn defaults() -> Coefficients {
-        Coefficients::from_toml(DEFAULT_COEFFICIENTS_TOML, "data/coefficients.toml")
-            .expect("data/coefficients.toml is checked by a unit test")
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            #[allow(dead_code)]
+            schema_version: u32,
+            coefficients: Coefficients,
+        }
+        let file: File = toml::from_str(DEFAULT_COEFFICIENTS_TOML).expect("data/coefficients.toml is checked by a unit test");
+        file.coefficients
     }
 
-    /// Parses a profile's coefficient table (TOML).
+    /// Parses a profile's coefficient table (TOML); see [`Coefficients::from_json`] for coefficients it lacks.
     pub fn from_toml(text: &str, path: &str) -> Result<Coefficients> {
+        Ok(Coefficients::from_toml_filling(text, path)?.0)
+    }
+
+    /// [`Coefficients::from_toml`], also naming the coefficients the profile lacked.
+    pub fn from_toml_filling(text: &str, path: &str) -> Result<(Coefficients, Vec<&'static str>)> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct File {
             schema_version: u32,
-            coefficients: Coefficients,
+            coefficients: toml::Table,
         }
         let file: File = toml::from_str(text).map_err(|e| Error::Parse {
             path: path.into(),
             message: e.to_string(),
         })?;
-        if file.schema_version != 1 {
-            return Err(Error::BadField {
-                path: path.into(),
-                field: "schema_version".into(),
-                problem: format!("is {}; this build reads version 1", file.schema_version),
-            });
-        }
-        file.coefficients.validate()?;
-        Ok(file.coefficients)
+        check_schema(file.schema_version, path)?;
+        let values = serde_json::to_value(file.coefficients).map_err(|e| Error::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        Coefficients::from_value_filling(values, path)
     }
 
     /// Parses a profile in JSON: `{"schema_version": 1, "coefficients": {...}, ...}`; other keys
-    /// (provenance, fit error) are allowed and ignored here.
+    /// (provenance, fit error) are allowed and ignored here. A coefficient the profile lacks (one
+    /// added to sglsim after the profile was written) takes its compiled-in default; an unknown one
+    /// is an error.
     pub fn from_json(text: &str, path: &str) -> Result<Coefficients> {
+        Ok(Coefficients::from_json_filling(text, path)?.0)
+    }
+
+    /// [`Coefficients::from_json`], also naming the coefficients the profile lacked.
+    pub fn from_json_filling(text: &str, path: &str) -> Result<(Coefficients, Vec<&'static str>)> {
         #[derive(Deserialize)]
         struct File {
             schema_version: u32,
-            coefficients: Coefficients,
+            coefficients: serde_json::Value,
         }
         let file: File = serde_json::from_str(text).map_err(|e| Error::Parse {
             path: path.into(),
             message: e.to_string(),
         })?;
-        if file.schema_version != 1 {
+        check_schema(file.schema_version, path)?;
+        Coefficients::from_value_filling(file.coefficients, path)
+    }
+
+    fn from_value_filling(values: serde_json::Value, path: &str) -> Result<(Coefficients, Vec<&'static str>)> {
+        let serde_json::Value::Object(mut values) = values else {
             return Err(Error::BadField {
                 path: path.into(),
-                field: "schema_version".into(),
-                problem: format!("is {}; this build reads version 1", file.schema_version),
+                field: "coefficients".into(),
+                problem: "is not a table of coefficient names and values".into(),
             });
+        };
+        let mut filled = Vec::new();
+        let defaults = DEFAULT_VALUES.get_or_init(|| Coefficients::defaults().to_vec());
+        for (info, default) in COEFFICIENT_INFO.iter().zip(defaults) {
+            if !values.contains_key(info.name) {
+                values.insert(info.name.to_string(), serde_json::Value::from(*default));
+                filled.push(info.name);
+            }
         }
-        file.coefficients.validate()?;
-        Ok(file.coefficients)
+        let coefficients: Coefficients = serde_json::from_value(serde_json::Value::Object(values)).map_err(|e| Error::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        coefficients.validate()?;
+        Ok((coefficients, filled))
     }
 
     /// Checks every value against its plausible range.
@@ -203,6 +250,26 @@ mod tests {
         assert_eq!(defaults.to_vec().len(), COEFFICIENT_INFO.len());
         let round_trip = Coefficients::from_slice(&defaults.to_vec()).unwrap();
         assert_eq!(round_trip, defaults);
+    }
+
+    #[test]
+    fn profiles_lacking_a_coefficient_take_its_default_and_unknown_ones_are_refused() {
+        let mut values = serde_json::to_value(Coefficients::defaults()).unwrap();
+        let table = values.as_object_mut().unwrap();
+        table.remove("frontend_request_us");
+        table.insert("gemm_bf16_eff".into(), serde_json::json!(0.5));
+        let text = serde_json::json!({"schema_version": 1, "coefficients": values}).to_string();
+        let (coefficients, filled) = Coefficients::from_json_filling(&text, "old.json").unwrap();
+        assert_eq!(filled, ["frontend_request_us"]);
+        assert_eq!(coefficients.frontend_request_us, Coefficients::defaults().frontend_request_us);
+        assert_eq!(coefficients.gemm_bf16_eff, 0.5);
+        let toml_text = "schema_version = 1\n[coefficients]\ngemm_bf16_eff = 0.6\n";
+        let (coefficients, filled) = Coefficients::from_toml_filling(toml_text, "p.toml").unwrap();
+        assert_eq!(coefficients.gemm_bf16_eff, 0.6);
+        assert_eq!(filled.len(), COEFFICIENT_INFO.len() - 1);
+        let unknown = "{\"schema_version\": 1, \"coefficients\": {\"warp_drive_eff\": 0.5}}";
+        let error = Coefficients::from_json(unknown, "u.json").unwrap_err().to_string();
+        assert!(error.contains("warp_drive_eff"), "{error}");
     }
 
     #[test]
