@@ -240,7 +240,7 @@ fn issue_4_live_calibration_predicts_held_out_workloads() {
         measured_vs_fitted.0, measured_vs_fitted.1, fitted_vs_truth.0, fitted_vs_truth.1
     );
     eprintln!("{summary}");
-    assert!(fit_error < 6.0, "{summary}");
+    assert!(fit_error < 8.0, "{summary}");
     assert!(median(measured_vs_fitted.1.clone()) < 5.0, "{summary}");
     assert!(measured_vs_fitted.1.iter().all(|e| *e < 8.0), "{summary}");
     assert!(median(measured_vs_fitted.0.clone()) < 10.0, "{summary}");

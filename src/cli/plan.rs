@@ -108,6 +108,9 @@ pub fn server_args(flags: &ServerFlags, kv_cache_dtype: &str) -> Result<ServerAr
             None => None,
         },
         overlap_flag_given: flags.disable_overlap_schedule,
+        moe_dense_tp1: false,
+        enable_dp_lm_head: false,
+        enable_two_batch_overlap: false,
     })
 }
 

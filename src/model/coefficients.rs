@@ -112,6 +112,8 @@ coefficients! {
     nccl_bw_eff: "fraction", 0.2 ..= 0.95;
     /// Fixed cost of one MoE dispatch or combine (all-to-all), microseconds.
     alltoall_latency_us: "us", 5.0 ..= 300.0;
+    /// Fraction of NVLink and RDMA bandwidth DeepEP's dispatch and combine reach (remote ranks over RDMA, same-node ranks over NVLink, concurrently).
+    alltoall_bw_eff: "fraction", 0.2 ..= 0.95;
     /// Fraction of link bandwidth that SGLang's custom all-reduce and MoE all-to-alls reach on large messages.
     comm_bw_eff: "fraction", 0.2 ..= 0.95;
     /// Fixed GPU time of one kernel on top of its roofline time (launch, ramp-up, tail), microseconds.

@@ -216,7 +216,7 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             }
         }
         OpKind::AllToAll { bytes_per_rank, n_ranks } => {
-            let comm_s = collective_s(gpu, coefficients, *n_ranks, coefficients.alltoall_latency_us, *bytes_per_rank);
+            let comm_s = all_to_all_s(gpu, coefficients, *n_ranks, *bytes_per_rank);
             OpCost {
                 comm_s: comm_s * repeat,
                 n_kernels: repeat,
@@ -308,6 +308,22 @@ pub fn allreduce_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, byt
 /// the scale-up link within a node or NVLink domain, plus the scale-out link when it spans several.
 pub fn collective_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, latency_us: f64, bytes: f64) -> f64 {
     link_s(gpu, coefficients.comm_bw_eff, n_ranks, latency_us, bytes)
+}
+
+/// One MoE dispatch or combine over `n_ranks` (DeepEP): each rank sends `bytes_per_rank`, spread
+/// evenly over the ranks; the share bound for other nodes (NVLink domains) crosses RDMA while the
+/// same-node share crosses NVLink at the same time, plus a fixed cost.
+pub fn all_to_all_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, bytes_per_rank: f64) -> f64 {
+    if n_ranks <= 1 {
+        return 0.0;
+    }
+    let n = f64::from(n_ranks);
+    let domain = f64::from(gpu.nvlink_domain_size.max(gpu.gpus_per_node).min(n_ranks));
+    let eff = coefficients.alltoall_bw_eff;
+    let local_s = (domain - 1.0) / n * bytes_per_rank / (gpu.nvlink_bytes_per_s * eff);
+    let remote_s = (n - domain) / n * bytes_per_rank / (gpu.rdma_bytes_per_s * eff);
+    let latency_s = if n > domain { gpu.rdma_latency_us * 1e-6 } else { 0.0 };
+    coefficients.alltoall_latency_us * 1e-6 + latency_s + local_s.max(remote_s)
 }
 
 /// [`collective_s`] at a given fraction of the link bandwidths.
@@ -440,6 +456,22 @@ mod tests {
         };
         let ratio = time(32_768) / time(8192);
         assert!(ratio > 14.0 && ratio < 17.0, "{ratio}");
+    }
+
+    #[test]
+    fn all_to_all_sends_the_remote_share_over_rdma() {
+        // DeepEP's README (H800, 400 Gb/s NICs): low-latency dispatch of 128 tokens x top-8 x 7168 FP8
+        // bytes per rank takes 173 us at EP64; within 2x of that here, and a single node is NVLink-fast.
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let bytes = 128.0 * 8.0 * 7168.0;
+        let ep64 = all_to_all_s(&gpu, &coefficients, 64, bytes);
+        assert!(ep64 > 173e-6 / 2.0 && ep64 < 173e-6 * 2.0, "{ep64}");
+        let ep8 = all_to_all_s(&gpu, &coefficients, 8, bytes);
+        assert!(ep8 < ep64 / 2.0, "{ep8} {ep64}");
+        // More ranks across nodes: a larger remote share, never faster.
+        assert!(all_to_all_s(&gpu, &coefficients, 16, bytes) < ep64);
+        assert_eq!(all_to_all_s(&gpu, &coefficients, 1, bytes), 0.0);
     }
 
     #[test]

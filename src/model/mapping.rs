@@ -17,12 +17,26 @@ pub struct ParallelMapping {
     tp: u32,
     dp: u32,
     ep: u32,
+    /// `--ep-num-redundant-experts`: extra replicas of the busiest experts (EPLB), so that
+    /// `n_experts + redundant` physical experts divide over the EP ranks.
+    redundant_experts: u32,
 }
 
 impl ParallelMapping {
     /// Checks a mapping against a model; the error names the dimension that does not divide and what would.
     pub fn new(model: &ModelSpec, tp: u32, dp: u32, ep: u32) -> Result<ParallelMapping> {
-        let mapping = ParallelMapping { tp, dp, ep };
+        ParallelMapping::with_redundant_experts(model, tp, dp, ep, 0)
+    }
+
+    /// [`ParallelMapping::new`] with `--ep-num-redundant-experts`: the routed experts plus `redundant`
+    /// replicas (placed by SGLang's EPLB on the busiest experts) must divide over the EP ranks.
+    pub fn with_redundant_experts(model: &ModelSpec, tp: u32, dp: u32, ep: u32, redundant: u32) -> Result<ParallelMapping> {
+        let mapping = ParallelMapping {
+            tp,
+            dp,
+            ep,
+            redundant_experts: redundant,
+        };
         let bad = |problem: String| Error::BadMapping {
             mapping: mapping.to_string(),
             problem,
@@ -68,14 +82,32 @@ impl ParallelMapping {
         }
         match &model.moe {
             None if ep > 1 => return Err(bad(format!("--ep {ep} needs an MoE model; {} is dense (use --ep 1)", model.name))),
+            None if redundant > 0 => {
+                return Err(bad(format!(
+                    "--ep-num-redundant-experts {redundant} needs an MoE model; {} is dense",
+                    model.name
+                )))
+            }
             None => {}
+            Some(_) if redundant > 0 && ep == 1 => {
+                return Err(bad(format!(
+                    "--ep-num-redundant-experts {redundant} needs expert parallelism (--ep > 1)"
+                )))
+            }
             Some(moe) => {
-                if moe.n_experts % u64::from(ep) != 0 {
-                    let valid: Vec<u32> = divisors(tp).into_iter().filter(|d| moe.n_experts % u64::from(*d) == 0).collect();
+                let physical = moe.n_experts + u64::from(redundant);
+                if physical % u64::from(ep) != 0 {
+                    let valid: Vec<u32> = divisors(tp).into_iter().filter(|d| physical % u64::from(*d) == 0).collect();
+                    let pad = u64::from(ep) - physical % u64::from(ep);
+                    let experts = if redundant == 0 {
+                        format!("{} routed experts", moe.n_experts)
+                    } else {
+                        format!("{physical} physical experts ({} routed + {redundant} redundant)", moe.n_experts)
+                    };
                     return Err(bad(format!(
-                        "--ep {ep} does not divide the {} routed experts; valid --ep: {}",
-                        moe.n_experts,
-                        list(valid)
+                        "--ep {ep} does not divide the {experts}; valid --ep: {}, or keep --ep {ep} with --ep-num-redundant-experts {}",
+                        list(valid),
+                        u64::from(redundant) + pad
                     )));
                 }
                 let moe_tp = u64::from(tp / ep);
@@ -133,6 +165,11 @@ impl ParallelMapping {
         self.tp / self.ep
     }
 
+    /// Redundant expert replicas (`--ep-num-redundant-experts`).
+    pub fn redundant_experts(&self) -> u32 {
+        self.redundant_experts
+    }
+
     /// Whether DP attention is on.
     pub fn dp_attention(&self) -> bool {
         self.dp > 1
@@ -159,6 +196,9 @@ impl ParallelMapping {
         if self.ep > 1 {
             flags.push_str(&format!(" --ep {}", self.ep));
         }
+        if self.redundant_experts > 0 {
+            flags.push_str(&format!(" --ep-num-redundant-experts {}", self.redundant_experts));
+        }
         flags
     }
 }
@@ -171,6 +211,9 @@ impl fmt::Display for ParallelMapping {
         }
         if self.ep > 1 {
             write!(f, "-ep{}", self.ep)?;
+        }
+        if self.redundant_experts > 0 {
+            write!(f, "+r{}", self.redundant_experts)?;
         }
         Ok(())
     }
@@ -204,6 +247,31 @@ mod tests {
         let dep = ParallelMapping::new(&deepseek, 8, 8, 8).unwrap();
         assert_eq!((dep.kind(), dep.attention_tp(), dep.moe_tp()), ("DEP", 1, 1));
         assert_eq!(dep.sglang_flags(), "--tp 8 --dp 8 --enable-dp-attention --ep 8");
+    }
+
+    #[test]
+    fn redundant_experts_let_ep_ranks_that_do_not_divide_the_experts_work() {
+        // The large-scale EP deployment of DeepSeek-V3 (lmsys.org 2025-05-05): 72 decode ranks hold
+        // 256 + 32 redundant experts, four each.
+        let deepseek = model("deepseek-ai/DeepSeek-V3");
+        let error = ParallelMapping::new(&deepseek, 72, 72, 72).unwrap_err().to_string();
+        assert!(
+            error.contains("256 routed experts") && error.contains("--ep-num-redundant-experts 32"),
+            "{error}"
+        );
+        let mapping = ParallelMapping::with_redundant_experts(&deepseek, 72, 72, 72, 32).unwrap();
+        assert_eq!(mapping.redundant_experts(), 32);
+        assert_eq!(mapping.to_string(), "tp72-dp72-ep72+r32");
+        assert!(mapping.sglang_flags().ends_with("--ep 72 --ep-num-redundant-experts 32"));
+        let error = ParallelMapping::with_redundant_experts(&deepseek, 72, 72, 72, 16)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("272 physical experts") && error.contains("--ep-num-redundant-experts 32"),
+            "{error}"
+        );
+        let dense = model("meta-llama/Llama-3.1-8B-Instruct");
+        assert!(ParallelMapping::with_redundant_experts(&dense, 8, 1, 1, 8).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::coefficients::Coefficients;
 use super::gpu::{GpuSpec, GIB};
 use super::mapping::ParallelMapping;
 use super::quant::WeightDtype;
-use super::server_args::ResolvedServerArgs;
+use super::server_args::{MoeA2aBackend, ResolvedServerArgs};
 
 /// Where the memory of one GPU goes, and what it leaves for the KV cache.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,7 @@ impl MemoryPlan {
         args: &ResolvedServerArgs,
         coefficients: &Coefficients,
     ) -> MemoryPlan {
-        let weights_bytes_per_gpu = weights_bytes_per_gpu(model, mapping);
+        let weights_bytes_per_gpu = weights_bytes_per_gpu(model, mapping, args);
         let (kv_bytes_per_token_per_rank, kv_bytes_per_token_per_layer) = kv_cell_bytes(model, mapping, args);
         // SGLang measures free memory before the weights (CUDA context and communicators already
         // allocated) and keeps `1 - mem_fraction_static` of that free memory out of the pool.
@@ -96,8 +96,10 @@ pub fn runtime_reserve_bytes(mapping: &ParallelMapping, coefficients: &Coefficie
     (coefficients.runtime_reserve_gib + coefficients.runtime_reserve_per_peer_gib * f64::from(mapping.tp() - 1)) * GIB
 }
 
-/// Bytes of weights on one GPU.
-pub fn weights_bytes_per_gpu(model: &ModelSpec, mapping: &ParallelMapping) -> f64 {
+/// Bytes of weights on one GPU. Routed experts (redundant replicas included) split over the engine;
+/// shared experts are replicated under DeepEP, dense MLP layers with `--moe-dense-tp-size 1`, and the
+/// vocabulary splits over the attention-TP group with `--enable-dp-lm-head` (SGLang's layouts).
+pub fn weights_bytes_per_gpu(model: &ModelSpec, mapping: &ParallelMapping, args: &ResolvedServerArgs) -> f64 {
     let tp = f64::from(mapping.tp());
     let attention_tp = f64::from(mapping.attention_tp());
     let layers = model.n_layers as f64;
@@ -134,17 +136,25 @@ pub fn weights_bytes_per_gpu(model: &ModelSpec, mapping: &ParallelMapping) -> f6
             replicated + q_b + kv_b + o_proj
         }
     };
-    let dense_mlp = model.n_dense_mlp_layers() as f64 * model.dense_mlp_params() / tp * model.weights.dense_mlp.bytes_per_param();
+    let dense_tp = if args.moe_dense_tp1 && mapping.dp_attention() { 1.0 } else { tp };
+    let shared_tp = if args.moe_a2a_backend == MoeA2aBackend::Deepep && mapping.ep() > 1 {
+        1.0
+    } else {
+        tp
+    };
+    let dense_mlp = model.n_dense_mlp_layers() as f64 * model.dense_mlp_params() / dense_tp * model.weights.dense_mlp.bytes_per_param();
     let moe = match &model.moe {
         Some(moe) => {
-            let experts = moe.n_experts as f64 * model.expert_params() / tp * model.weights.experts.bytes_per_param();
-            let shared = model.shared_expert_params() / tp * model.weights.dense_mlp.bytes_per_param();
+            let physical_experts = (moe.n_experts + u64::from(mapping.redundant_experts())) as f64;
+            let experts = physical_experts * model.expert_params() / tp * model.weights.experts.bytes_per_param();
+            let shared = model.shared_expert_params() / shared_tp * model.weights.dense_mlp.bytes_per_param();
             let router = hidden * moe.n_experts as f64 * WeightDtype::Bf16.bytes_per_param();
             model.n_moe_layers() as f64 * (experts + shared + router)
         }
         None => 0.0,
     };
-    let embeddings = model.embedding_params() / tp * WeightDtype::Bf16.bytes_per_param();
+    let vocab_tp = if args.enable_dp_lm_head { attention_tp } else { tp };
+    let embeddings = model.embedding_params() / vocab_tp * WeightDtype::Bf16.bytes_per_param();
     layers * attention_per_layer * attention_bytes + dense_mlp + moe + embeddings
 }
 

@@ -449,12 +449,19 @@ pub fn describe_mlp<'a>(
         }
     };
     if dense_layers > 0 {
-        let intermediate = model.dense_intermediate / tp;
+        // `--moe-dense-tp-size 1` under DP attention: each rank runs the dense MLP on its own tokens
+        // with the full weights (SGLang's `enable_moe_dense_fully_dp`), so nothing is gathered.
+        let dense_dp = args.moe_dense_tp1 && mapping.dp_attention();
+        let (m, intermediate) = if dense_dp {
+            (local_tokens, model.dense_intermediate)
+        } else {
+            (global_tokens, model.dense_intermediate / tp)
+        };
         let dtype = model.weights.dense_mlp;
         ops.push(Op {
             name: "gate_up_proj",
             kind: OpKind::Gemm {
-                m: global_tokens,
+                m,
                 n: 2 * intermediate,
                 k: hidden,
                 weights: dtype,
@@ -464,22 +471,27 @@ pub fn describe_mlp<'a>(
         ops.push(Op {
             name: "down_proj",
             kind: OpKind::Gemm {
-                m: global_tokens,
+                m,
                 n: hidden,
                 k: intermediate,
                 weights: dtype,
             },
             repeat: dense_layers,
         });
-        gather(ops, dense_layers);
-        mlp_allreduce(ops, dense_layers);
+        if !dense_dp {
+            gather(ops, dense_layers);
+            mlp_allreduce(ops, dense_layers);
+        }
     }
     if let Some(moe) = &model.moe {
         if moe_layers > 0 {
+            // Under DeepEP each rank routes and runs the shared experts on its own tokens, with the
+            // shared experts unsplit (deepseek_v2.py: "disable tp for shared experts when enable deepep moe").
+            let sparse_tokens = if deepep { local_tokens } else { global_tokens };
             ops.push(Op {
                 name: "router",
                 kind: OpKind::Gemm {
-                    m: global_tokens,
+                    m: sparse_tokens,
                     n: moe.n_experts,
                     k: hidden,
                     weights: WeightDtype::Bf16,
@@ -491,7 +503,7 @@ pub fn describe_mlp<'a>(
                 kind: OpKind::MoeExperts {
                     global_tokens,
                     top_k: moe.top_k,
-                    n_experts: moe.n_experts,
+                    n_experts: moe.n_experts + u64::from(mapping.redundant_experts()),
                     ep: u64::from(mapping.ep()),
                     moe_tp: u64::from(mapping.moe_tp()),
                     hidden,
@@ -501,12 +513,13 @@ pub fn describe_mlp<'a>(
                 repeat: moe_layers,
             });
             if moe.shared_intermediate > 0 {
-                let shared = moe.shared_intermediate / tp.min(moe.shared_intermediate);
+                let shared_tp = if deepep { 1 } else { tp.min(moe.shared_intermediate) };
+                let shared = moe.shared_intermediate / shared_tp;
                 let dtype = model.weights.dense_mlp;
                 ops.push(Op {
                     name: "shared_gate_up",
                     kind: OpKind::Gemm {
-                        m: global_tokens,
+                        m: sparse_tokens,
                         n: 2 * shared,
                         k: hidden,
                         weights: dtype,
@@ -516,7 +529,7 @@ pub fn describe_mlp<'a>(
                 ops.push(Op {
                     name: "shared_down",
                     kind: OpKind::Gemm {
-                        m: global_tokens,
+                        m: sparse_tokens,
                         n: hidden,
                         k: shared,
                         weights: dtype,
@@ -565,12 +578,26 @@ pub fn describe_mlp<'a>(
     });
 }
 
-/// Embedding lookup, LM head for `n_logit_rows` rows, logits gather and sampling.
-pub fn describe_head<'a>(model: &ModelSpec, mapping: &ParallelMapping, local_tokens: u64, n_logit_rows: u64, ops: &mut Vec<Op<'a>>) {
+/// Embedding lookup, LM head for `n_logit_rows` rows, logits gather and sampling. The vocabulary is
+/// split over the engine, or with `--enable-dp-lm-head` (`args.enable_dp_lm_head`) over the
+/// attention-TP group only.
+pub fn describe_head<'a>(
+    model: &ModelSpec,
+    mapping: &ParallelMapping,
+    args: &ResolvedServerArgs,
+    local_tokens: u64,
+    n_logit_rows: u64,
+    ops: &mut Vec<Op<'a>>,
+) {
     if local_tokens == 0 {
         return;
     }
-    let tp = u64::from(mapping.tp());
+    let vocab_group = if args.enable_dp_lm_head {
+        mapping.attention_tp()
+    } else {
+        mapping.tp()
+    };
+    let tp = u64::from(vocab_group);
     let hidden = model.hidden_size;
     let vocab_local = model.vocab_size.div_ceil(tp);
     ops.push(Op {
@@ -600,7 +627,7 @@ pub fn describe_head<'a>(model: &ModelSpec, mapping: &ParallelMapping, local_tok
             name: "logits_gather",
             kind: OpKind::AllGather {
                 bytes_total: logits_bytes,
-                n_ranks: mapping.tp(),
+                n_ranks: vocab_group,
             },
             repeat: 1,
         });

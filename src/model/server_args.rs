@@ -103,6 +103,15 @@ pub struct ServerArgs {
     pub sglang_version: Option<SglangVersion>,
     /// Whether the overlap scheduler was disabled explicitly; otherwise the release's default applies.
     pub overlap_flag_given: bool,
+    /// `--moe-dense-tp-size 1`: the dense MLP layers of an MoE model run data-parallel (full weights on
+    /// every GPU, each rank on its own tokens) instead of tensor-parallel over the engine.
+    pub moe_dense_tp1: bool,
+    /// `--enable-dp-lm-head`: under DP attention the LM head is split over the attention-TP group only,
+    /// so each rank computes its own rows' logits with no gather over the engine.
+    pub enable_dp_lm_head: bool,
+    /// `--enable-two-batch-overlap`: each forward is split into two micro-batches so that one's DeepEP
+    /// communication overlaps the other's computation.
+    pub enable_two_batch_overlap: bool,
 }
 
 impl ServerArgs {
@@ -124,6 +133,9 @@ impl ServerArgs {
             kv_cache_dtype: None,
             sglang_version: None,
             overlap_flag_given: false,
+            moe_dense_tp1: false,
+            enable_dp_lm_head: false,
+            enable_two_batch_overlap: false,
         }
     }
 
@@ -204,6 +216,9 @@ impl ServerArgs {
             stream_interval: self.stream_interval,
             moe_a2a_backend: self.moe_a2a_backend,
             kv_cache_dtype: self.kv_cache_dtype.unwrap_or(KvDtype::Bf16),
+            moe_dense_tp1: self.moe_dense_tp1,
+            enable_dp_lm_head: self.enable_dp_lm_head && mapping.dp_attention(),
+            two_batch_overlap: self.enable_two_batch_overlap && self.moe_a2a_backend == MoeA2aBackend::Deepep && mapping.ep() > 1,
         })
     }
 }
@@ -237,6 +252,13 @@ pub struct ResolvedServerArgs {
     pub moe_a2a_backend: MoeA2aBackend,
     /// KV cache element type.
     pub kv_cache_dtype: KvDtype,
+    /// Dense MLP layers data-parallel (`--moe-dense-tp-size 1`).
+    pub moe_dense_tp1: bool,
+    /// LM head within the attention-TP group (`--enable-dp-lm-head`, only meaningful under DP attention).
+    pub enable_dp_lm_head: bool,
+    /// Two-batch overlap in effect (`--enable-two-batch-overlap` with DeepEP over more than one EP rank;
+    /// SGLang overlaps DeepEP's dispatch and combine, so without DeepEP there is nothing to hide).
+    pub two_batch_overlap: bool,
 }
 
 impl ResolvedServerArgs {

@@ -149,7 +149,7 @@ impl StepModel {
             self.coefficients.kernels_per_layer,
             &mut ops,
         );
-        describe_head(&self.model, &self.mapping, padded, padded, &mut ops);
+        describe_head(&self.model, &self.mapping, &self.args, padded, padded, &mut ops);
         let mut total = OpCost::default();
         for op in &ops {
             total.add(&cost_op(op, &self.gpu, &self.coefficients));
@@ -240,8 +240,33 @@ impl StepModel {
         Some(self.finish_step(gpu, true, false, max_batch))
     }
 
+    /// Two-batch overlap (`--enable-two-batch-overlap` with DeepEP): the forward runs as two
+    /// micro-batches so that one's dispatch/combine overlaps the other's computation. Each
+    /// micro-batch streams the weights and launches the kernels again (memory-bound time and kernel
+    /// floors double, FLOPs do not), and the communication hides behind the computation except for
+    /// the pipeline's fill: GPU time = max(work, comm) + min(work, comm) / (2 × layers).
+    fn two_batch_overlap(&self, gpu: OpCost) -> OpCost {
+        if !self.args.two_batch_overlap || gpu.comm_s <= 0.0 {
+            return gpu;
+        }
+        let compute_s = gpu.compute_s;
+        let memory_s = 2.0 * gpu.memory_s;
+        let floor_s = 2.0 * gpu.floor_s;
+        let work_s = compute_s + memory_s + floor_s;
+        let fill_s = work_s.min(gpu.comm_s) / (2.0 * self.model.n_layers.max(1) as f64);
+        let exposed_comm_s = (gpu.comm_s - work_s).max(0.0) + fill_s;
+        OpCost {
+            compute_s,
+            memory_s,
+            comm_s: exposed_comm_s,
+            floor_s,
+            n_kernels: 2.0 * gpu.n_kernels,
+        }
+    }
+
     /// Adds framework time (graph replay or eager launches, prefill fixed cost, scheduler CPU) to GPU op time.
     fn finish_step(&self, gpu: OpCost, cuda_graph: bool, any_extend: bool, n_requests: u64) -> StepCost {
+        let gpu = self.two_batch_overlap(gpu);
         let mut overhead_s = gpu.floor_s;
         let mut gpu_s = gpu.total_s();
         if cuda_graph {
@@ -340,7 +365,7 @@ impl StepModel {
             small_kernels,
             &mut ops,
         );
-        describe_head(&self.model, &self.mapping, local_tokens, n_logit_rows, &mut ops);
+        describe_head(&self.model, &self.mapping, &self.args, local_tokens, n_logit_rows, &mut ops);
         let mut gpu = slowest_attention;
         for op in &ops {
             gpu.add(&cost_op(op, &self.gpu, &self.coefficients));
