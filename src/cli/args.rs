@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::common_args::{LengthFlags, MappingFlags, ModelFlags, ServerFlags};
+
 /// Predicts SGLang serving performance (TTFT, ITL, throughput) from a cost model and a scheduler twin.
 #[derive(Debug, Parser)]
 #[command(name = "sglsim", version, about, long_about = None)]
@@ -98,27 +100,15 @@ pub enum Mode {
 /// Flags of `predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Model: a bundled Hugging Face id (see `sglsim models`), a config.json, or a directory holding one.
-    #[arg(long)]
-    pub model: String,
+    /// Model and weight format.
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// GPU type (see `sglsim gpus`); AIConfigurator spellings such as h200_sxm work too.
     #[arg(long)]
     pub gpu: String,
-    /// GPUs per engine (`--tp` of SGLang).
-    #[arg(long, default_value_t = 1)]
-    pub tp: u32,
-    /// Attention data-parallel size (`--dp` with `--enable-dp-attention`).
-    #[arg(long, default_value_t = 1)]
-    pub dp: u32,
-    /// Expert-parallel size (`--ep`).
-    #[arg(long, default_value_t = 1)]
-    pub ep: u32,
-    /// Weight format, overriding the checkpoint's: bf16, fp8, fp8-block, fp4 (nvfp4), mxfp4.
-    #[arg(long)]
-    pub dtype: Option<String>,
-    /// KV cache dtype: auto, bf16, fp8 (fp8_e4m3, fp8_e5m2).
-    #[arg(long, default_value = "auto")]
-    pub kv_cache_dtype: String,
+    /// Parallel sizes of every engine (the prefill and decode flags below override them).
+    #[command(flatten)]
+    pub mapping: MappingFlags,
     /// Input length, tokens (the maximum with --range-ratio, the mean with --isl-std).
     #[arg(long)]
     pub isl: Option<u64>,
@@ -147,15 +137,9 @@ pub struct PredictArgs {
     /// Warm-up requests sent first and left out of the metrics.
     #[arg(long, default_value_t = 0)]
     pub warmup_requests: u64,
-    /// `bench_serving --random-range-ratio`: lengths uniform in [L·r, L].
-    #[arg(long, conflicts_with_all = ["isl_std", "osl_std"])]
-    pub range_ratio: Option<f64>,
-    /// AIPerf-style normal input lengths with this standard deviation, tokens.
-    #[arg(long)]
-    pub isl_std: Option<f64>,
-    /// AIPerf-style normal output lengths with this standard deviation, tokens.
-    #[arg(long)]
-    pub osl_std: Option<f64>,
+    /// Spread of request lengths.
+    #[command(flatten)]
+    pub lengths: LengthFlags,
     /// A trace (CSV or JSONL): arrival time, input length, output length, optional prefix group.
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -208,57 +192,15 @@ pub struct PredictArgs {
     pub server: ServerFlags,
 }
 
-/// SGLang server flags that change the answer.
-#[derive(Debug, Args)]
-pub struct ServerFlags {
-    /// `--mem-fraction-static` (default: SGLang's rule for the GPU and mapping).
-    #[arg(long)]
-    pub mem_fraction_static: Option<f64>,
-    /// `--chunked-prefill-size` (tokens; -1 disables).
-    #[arg(long, allow_hyphen_values = true)]
-    pub chunked_prefill_size: Option<i64>,
-    /// `--max-prefill-tokens` (default 16384).
-    #[arg(long)]
-    pub max_prefill_tokens: Option<u64>,
-    /// `--max-running-requests`.
-    #[arg(long)]
-    pub max_running_requests: Option<u64>,
-    /// `--cuda-graph-max-bs`.
-    #[arg(long)]
-    pub cuda_graph_max_bs: Option<u64>,
-    /// `--disable-overlap-schedule`.
-    #[arg(long)]
-    pub disable_overlap_schedule: bool,
-    /// `--enable-mixed-chunk`.
-    #[arg(long)]
-    pub enable_mixed_chunk: bool,
-    /// `--disable-radix-cache`.
-    #[arg(long)]
-    pub disable_radix_cache: bool,
-    /// `--page-size`.
-    #[arg(long, default_value_t = 1)]
-    pub page_size: u64,
-    /// `--stream-interval`.
-    #[arg(long, default_value_t = 1)]
-    pub stream_interval: u64,
-    /// `--moe-a2a-backend`: none or deepep.
-    #[arg(long, default_value = "none")]
-    pub moe_a2a_backend: String,
-    /// `--attention-backend` (recorded; fa3, flashinfer, triton, trtllm_mla, ...).
-    #[arg(long)]
-    pub attention_backend: Option<String>,
-    /// The SGLang release whose defaults apply (e.g. 0.4.5); default: the release sglsim models (0.5.5).
-    #[arg(long)]
-    pub sglang_version: Option<String>,
+/// Parses a command line split at whitespace, as the tests of each subcommand's flags do.
+#[cfg(test)]
+pub(crate) fn parse(line: &str) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(line.split_whitespace())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(line: &str) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(line.split_whitespace())
-    }
 
     #[test]
     fn predict_takes_sglang_flag_names() {
@@ -266,7 +208,7 @@ mod tests {
         let Command::Predict(args) = cli.command else {
             panic!("not predict")
         };
-        assert_eq!((args.tp, args.dp, args.ep), (8, 8, 8));
+        assert_eq!((args.mapping.tp, args.mapping.dp, args.mapping.ep), (8, 8, 8));
         assert_eq!(args.server.chunked_prefill_size, Some(-1));
         assert!(args.server.disable_overlap_schedule);
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::args::ServerFlags;
+use super::common_args::ServerFlags;
 use super::live_args::EndpointFlag;
 
 /// Parses `--budget` (`90s`, `10m`, `1h30m`, or seconds) into seconds.
@@ -26,6 +26,8 @@ pub struct CalibrateArgs {
     /// GPU the measurements were taken on (see `sglsim gpus`).
     #[arg(long)]
     pub gpu: String,
+    // Not `ModelFlags`/`MappingFlags`: --model and the sizes are optional here (the sources or the
+    // server at --url can supply them), so their defaults and help differ.
     /// Model measured: a bundled id, a config.json or a directory holding one (default: the one model the sources name, if bundled).
     #[arg(long)]
     pub model: Option<String>,
@@ -41,9 +43,6 @@ pub struct CalibrateArgs {
     /// Weight format, overriding the checkpoint's: bf16, fp8, fp8-block, fp4, mxfp4.
     #[arg(long)]
     pub dtype: Option<String>,
-    /// KV cache dtype: auto, bf16, fp8 (fp8_e4m3, fp8_e5m2).
-    #[arg(long, default_value = "auto")]
-    pub kv_cache_dtype: String,
     /// KV cache capacity of the engine measured, tokens per rank (SGLang's `max_total_num_tokens`,
     /// `--max-total-tokens`): `--mem-fraction-static` is solved so the memory model gives it.
     #[arg(long)]
@@ -115,12 +114,7 @@ pub struct CalibrateArgs {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::args::{Cli, Command};
-    use clap::Parser;
-
-    fn parse(line: &str) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(line.split_whitespace())
-    }
+    use crate::cli::args::{parse, Command};
 
     #[test]
     fn calibrate_takes_sources_or_a_url_with_a_budget() {

@@ -7,17 +7,15 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::calibrate_args::CalibrateArgs;
-use super::plan::{load_coefficients, load_model, server_args};
+use super::plan::{load_coefficients, load_model_as, server_args};
 use super::run::Outcome;
 use sglsim::calibrate::fit::{fit, CoefficientChoice, CoefficientStatus, FitConfig, FitProgress, FitReport, FitStage, LeaveOneOut};
 use sglsim::calibrate::ingest::{ingest_path, Ingested, MeasuredPoint, Workload};
 use sglsim::calibrate::plan::{CalibrationPlan, PlanPhase};
 use sglsim::calibrate::profile::{self, Profile, ProfileProvenance, ProfileSource};
-use sglsim::model::arch::WeightFormats;
 use sglsim::model::gpu::GpuCatalog;
 use sglsim::model::mapping::ParallelMapping;
 use sglsim::model::model_catalog::find_bundled_spec;
-use sglsim::model::quant::WeightDtype;
 use sglsim::model::server_args::ServerArgs;
 use sglsim::model::step::{EngineConfig, StepModel};
 
@@ -58,7 +56,7 @@ impl EngineDescription {
             tp: args.tp.unwrap_or(1),
             dp: args.dp.unwrap_or(1),
             ep: args.ep.unwrap_or(1),
-            server_args: server_args(&args.server, &args.kv_cache_dtype)?,
+            server_args: server_args(&args.server)?,
             kv_capacity_tokens_per_rank: args.max_total_tokens,
         })
     }
@@ -70,10 +68,7 @@ pub(super) fn engine_config(
     model_name: &str,
     description: &EngineDescription,
 ) -> Result<(EngineConfig, Vec<String>)> {
-    let mut model = load_model(model_name)?;
-    if let Some(dtype) = &args.dtype {
-        model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
-    }
+    let model = load_model_as(model_name, args.dtype.as_deref())?;
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
     let mapping = ParallelMapping::new(&model, description.tp, description.dp, description.ep)?;
     let mut engine = EngineConfig {

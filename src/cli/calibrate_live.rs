@@ -428,7 +428,7 @@ fn describe_from_server(args: &CalibrateArgs, probe: &ServerProbe, warnings: &mu
     }
     server.enable_mixed_chunk |= info["enable_mixed_chunk"].as_bool() == Some(true);
     server.disable_radix_cache |= info["disable_radix_cache"].as_bool() == Some(true);
-    if args.kv_cache_dtype == "auto" {
+    if args.server.kv_cache_dtype == "auto" {
         if let Some(dtype) = info["kv_cache_dtype"].as_str().filter(|d| *d != "auto") {
             match KvDtype::parse_flag(dtype) {
                 Ok(parsed) => server.kv_cache_dtype = Some(parsed),

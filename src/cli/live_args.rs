@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::args::ServerFlags;
+use super::common_args::{MappingFlags, ModelFlags, ServerFlags};
 
 /// Which OpenAI-compatible endpoint `bench` sends to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,6 +42,7 @@ pub struct BenchArgs {
     /// Warm-up requests sent first and left out of the metrics (their records are kept, marked).
     #[arg(long, default_value_t = 0)]
     pub warmup_requests: u64,
+    // Not `LengthFlags`: bench sends uniform lengths only (no --isl-std/--osl-std to conflict with).
     /// `bench_serving --random-range-ratio`: lengths uniform in [L·r, L].
     #[arg(long)]
     pub range_ratio: Option<f64>,
@@ -65,27 +66,15 @@ pub struct BenchArgs {
 /// Flags of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Model: a bundled Hugging Face id (see `sglsim models`), a config.json, or a directory holding one.
-    #[arg(long)]
-    pub model: String,
+    /// Model and weight format.
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// GPU type (see `sglsim gpus`).
     #[arg(long)]
     pub gpu: String,
-    /// GPUs per engine (`--tp` of SGLang).
-    #[arg(long, default_value_t = 1)]
-    pub tp: u32,
-    /// Attention data-parallel size (`--dp` with `--enable-dp-attention`).
-    #[arg(long, default_value_t = 1)]
-    pub dp: u32,
-    /// Expert-parallel size (`--ep`).
-    #[arg(long, default_value_t = 1)]
-    pub ep: u32,
-    /// Weight format, overriding the checkpoint's: bf16, fp8, fp8-block, fp4 (nvfp4), mxfp4.
-    #[arg(long)]
-    pub dtype: Option<String>,
-    /// KV cache dtype: auto, bf16, fp8 (fp8_e4m3, fp8_e5m2).
-    #[arg(long, default_value = "auto")]
-    pub kv_cache_dtype: String,
+    /// Parallel sizes of the engine.
+    #[command(flatten)]
+    pub mapping: MappingFlags,
     /// Coefficient profile (TOML or JSON) instead of the defaults.
     #[arg(long)]
     pub profile: Option<PathBuf>,
@@ -114,12 +103,7 @@ pub struct ServeArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::args::{Cli, Command};
-    use clap::Parser;
-
-    fn parse(line: &str) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(line.split_whitespace())
-    }
+    use super::super::args::{parse, Command};
 
     #[test]
     fn bench_needs_exactly_one_load_flag() {
@@ -135,7 +119,7 @@ mod tests {
     fn serve_takes_sglang_flags_and_binds_loopback_by_default() {
         let cli = parse("sglsim serve --model Qwen/Qwen3-8B --gpu h100 --tp 2 --stream-interval 2 --perturb 0.1 --reveal").unwrap();
         let Command::Serve(args) = cli.command else { panic!("not serve") };
-        assert_eq!((args.host.as_str(), args.port, args.tp), ("127.0.0.1", 30000, 2));
+        assert_eq!((args.host.as_str(), args.port, args.mapping.tp), ("127.0.0.1", 30000, 2));
         assert_eq!(args.server.stream_interval, 2);
         assert!(
             parse("sglsim serve --model m --gpu h100 --reveal").is_err(),

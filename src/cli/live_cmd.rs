@@ -6,13 +6,11 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::live_args::{BenchArgs, EndpointFlag, ServeArgs};
-use super::plan::{load_coefficients, load_model, server_args, step_model};
+use super::plan::{load_coefficients, load_model_as, server_args, step_model};
 use super::run::Outcome;
 use sglsim::calibrate::loadgen::{run_bench_observed, BenchConfig, BenchMetrics, BenchOutcome, Endpoint};
-use sglsim::model::arch::WeightFormats;
 use sglsim::model::coefficients::Coefficients;
 use sglsim::model::gpu::GpuCatalog;
-use sglsim::model::quant::WeightDtype;
 use sglsim::serve::perturb::perturb;
 use sglsim::serve::{spawn, ServeConfig};
 use sglsim::sim::workload::{Arrivals, LengthDistribution, WorkloadSpec};
@@ -188,10 +186,7 @@ struct ProfileFile<'a> {
 
 /// `sglsim serve`: runs until the process is stopped.
 pub fn serve(args: &ServeArgs) -> Result<Outcome> {
-    let mut model = load_model(&args.model)?;
-    if let Some(dtype) = &args.dtype {
-        model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
-    }
+    let model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
     let mut coefficients = load_coefficients(args.profile.as_deref())?;
     if let Some(fraction) = args.perturb {
@@ -208,14 +203,14 @@ pub fn serve(args: &ServeArgs) -> Result<Outcome> {
             );
         }
     }
-    let server = server_args(&args.server, &args.kv_cache_dtype)?;
-    let step = step_model(&model, &gpu, args.tp, args.dp, args.ep, &server, &coefficients)?;
+    let server = server_args(&args.server)?;
+    let step = step_model(&model, &gpu, args.mapping, &server, &coefficients)?;
     if let Some(reason) = step.memory().shortfall() {
         return Ok(Outcome::DoesNotFit(format!("does not fit: {reason}")));
     }
     let summary = format!(
         "{} on {} × {} ({}), KV {} tokens/rank, max running {}",
-        args.model,
+        args.model.model,
         step.mapping().n_gpus(),
         gpu.name,
         step.mapping(),
@@ -224,7 +219,7 @@ pub fn serve(args: &ServeArgs) -> Result<Outcome> {
     );
     let handle = spawn(ServeConfig {
         step_model: step,
-        model_path: args.model.clone(),
+        model_path: args.model.model.clone(),
         host: args.host.clone(),
         port: args.port,
         time_scale: args.time_scale,

@@ -1,4 +1,5 @@
-//! The command line: flags (`args`), plans built from them (`plan`), wiring (`run`) and output (`report`).
+//! The command line: flags (`args`; the groups several subcommands share in `common_args`), plans built
+//! from them (`plan`), wiring (`run`) and output (`report`).
 //!
 //! This is the only place that reads arguments, files named on the command line, prints, or picks exit codes.
 
@@ -7,6 +8,7 @@ pub mod calibrate_aiperf;
 pub mod calibrate_args;
 pub mod calibrate_cmd;
 pub mod calibrate_live;
+pub mod common_args;
 pub mod live_args;
 pub mod live_cmd;
 pub mod plan;

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::args::{Mode, PredictArgs, ServerFlags};
+use super::args::{Mode, PredictArgs};
+use super::common_args::{MappingFlags, ServerFlags};
 use sglsim::model::arch::{ModelSpec, WeightFormats};
 use sglsim::model::coefficients::Coefficients;
 use sglsim::model::gpu::{GpuCatalog, GpuSpec};
@@ -15,7 +16,7 @@ use sglsim::model::server_args::{MoeA2aBackend, OverlapSchedule, ServerArgs, Sgl
 use sglsim::model::step::{EngineConfig, StepModel};
 use sglsim::sim::cluster::{Role, SimOptions};
 use sglsim::sim::metrics::Sla;
-use sglsim::sim::workload::{generate_requests, Arrivals, LengthDistribution, RequestSpec, WorkloadSpec};
+use sglsim::sim::workload::{generate_requests, Arrivals, RequestSpec, WorkloadSpec};
 
 /// Everything `predict` needs, built and checked.
 pub struct PredictPlan {
@@ -51,6 +52,23 @@ pub fn load_model(name: &str) -> Result<ModelSpec> {
     Ok(ModelSpec::from_hf_config(name, &text, &file.display().to_string())?)
 }
 
+/// Resolves a model name (see [`load_model`]); `--dtype`, when given, replaces the checkpoint's weight format.
+pub fn load_model_as(name: &str, dtype: Option<&str>) -> Result<ModelSpec> {
+    let mut model = load_model(name)?;
+    if let Some(dtype) = dtype {
+        model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
+    }
+    Ok(model)
+}
+
+/// `--kv-cache-dtype`: `auto` (None: the checkpoint's) or a KV cache dtype.
+pub fn kv_cache_dtype(flag: &str) -> Result<Option<KvDtype>> {
+    Ok(match flag {
+        "auto" => None,
+        other => Some(KvDtype::parse_flag(other)?),
+    })
+}
+
 /// Reads a coefficient profile (JSON or TOML), or the compiled-in defaults.
 pub fn load_coefficients(path: Option<&Path>) -> Result<Coefficients> {
     let Some(path) = path else { return Ok(Coefficients::defaults()) };
@@ -77,8 +95,8 @@ pub fn load_coefficients(path: Option<&Path>) -> Result<Coefficients> {
     Ok(coefficients)
 }
 
-/// SGLang's server flags as typed arguments (shared by `predict` and `serve`).
-pub fn server_args(flags: &ServerFlags, kv_cache_dtype: &str) -> Result<ServerArgs> {
+/// SGLang's server flags as typed arguments (shared by `predict`, `serve` and `calibrate`).
+pub fn server_args(flags: &ServerFlags) -> Result<ServerArgs> {
     Ok(ServerArgs {
         mem_fraction_static: flags.mem_fraction_static,
         chunked_prefill_size: flags.chunked_prefill_size,
@@ -96,10 +114,7 @@ pub fn server_args(flags: &ServerFlags, kv_cache_dtype: &str) -> Result<ServerAr
         stream_interval: flags.stream_interval,
         moe_a2a_backend: MoeA2aBackend::parse_flag(&flags.moe_a2a_backend)?,
         attention_backend: flags.attention_backend.clone(),
-        kv_cache_dtype: match kv_cache_dtype {
-            "auto" => None,
-            other => Some(KvDtype::parse_flag(other)?),
-        },
+        kv_cache_dtype: kv_cache_dtype(&flags.kv_cache_dtype)?,
         sglang_version: match &flags.sglang_version {
             Some(text) => Some(
                 SglangVersion::parse(text)
@@ -118,13 +133,11 @@ pub fn server_args(flags: &ServerFlags, kv_cache_dtype: &str) -> Result<ServerAr
 pub fn step_model(
     model: &ModelSpec,
     gpu: &GpuSpec,
-    tp: u32,
-    dp: u32,
-    ep: u32,
+    sizes: MappingFlags,
     server: &ServerArgs,
     coefficients: &Coefficients,
 ) -> Result<StepModel> {
-    let mapping = ParallelMapping::new(model, tp, dp, ep)?;
+    let mapping = ParallelMapping::new(model, sizes.tp, sizes.dp, sizes.ep)?;
     let config = EngineConfig {
         model: model.clone(),
         gpu: gpu.clone(),
@@ -137,64 +150,33 @@ pub fn step_model(
 
 /// Builds the plan of `predict`.
 pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
-    let mut model = load_model(&args.model)?;
-    if let Some(dtype) = &args.dtype {
-        model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
-    }
+    let model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
     let catalog = GpuCatalog::builtin()?;
     let gpu = catalog.find(&args.gpu)?.clone();
     let coefficients = load_coefficients(args.profile.as_deref())?;
-    let server = server_args(&args.server, &args.kv_cache_dtype)?;
+    let server = server_args(&args.server)?;
+    let engine = |sizes| step_model(&model, &gpu, sizes, &server, &coefficients);
     let engines = match args.mode {
         Mode::Agg => {
             if args.replicas == 0 {
                 bail!("invalid --replicas 0: at least 1");
             }
-            vec![(
-                step_model(&model, &gpu, args.tp, args.dp, args.ep, &server, &coefficients)?,
-                Role::Aggregated,
-                args.replicas,
-            )]
+            vec![(engine(args.mapping)?, Role::Aggregated, args.replicas)]
         }
         Mode::Disagg => {
             if args.prefill_workers == 0 || args.decode_workers == 0 {
                 bail!("invalid --prefill-workers/--decode-workers: disaggregated serving needs at least one of each");
             }
-            let prefill = step_model(
-                &model,
-                &gpu,
-                args.prefill_tp.unwrap_or(args.tp),
-                args.prefill_dp.unwrap_or(args.dp),
-                args.prefill_ep.unwrap_or(args.ep),
-                &server,
-                &coefficients,
-            )
-            .context("prefill engine")?;
-            let decode = step_model(
-                &model,
-                &gpu,
-                args.decode_tp.unwrap_or(args.tp),
-                args.decode_dp.unwrap_or(args.dp),
-                args.decode_ep.unwrap_or(args.ep),
-                &server,
-                &coefficients,
-            )
-            .context("decode engine")?;
+            let prefill = args.mapping.with(args.prefill_tp, args.prefill_dp, args.prefill_ep);
+            let decode = args.mapping.with(args.decode_tp, args.decode_dp, args.decode_ep);
             vec![
-                (prefill, Role::Prefill, args.prefill_workers),
-                (decode, Role::Decode, args.decode_workers),
+                (engine(prefill).context("prefill engine")?, Role::Prefill, args.prefill_workers),
+                (engine(decode).context("decode engine")?, Role::Decode, args.decode_workers),
             ]
         }
     };
 
-    let lengths = match (args.range_ratio, args.isl_std, args.osl_std) {
-        (Some(range_ratio), _, _) => LengthDistribution::Uniform { range_ratio },
-        (None, None, None) => LengthDistribution::Fixed,
-        (None, isl_std, osl_std) => LengthDistribution::Normal {
-            isl_std: isl_std.unwrap_or(0.0),
-            osl_std: osl_std.unwrap_or(0.0),
-        },
-    };
+    let lengths = args.lengths.distribution();
     let sla = (args.ttft.is_some() || args.itl.is_some()).then_some(Sla {
         ttft_ms: args.ttft,
         itl_ms: args.itl,

@@ -55,7 +55,14 @@ pub fn predict(args: &PredictArgs) -> Result<Outcome> {
     let decode_batch = plan.decode_batch.min(decode_step.memory().max_running_requests).max(1);
     let per_rank_batch = decode_batch.div_ceil(u64::from(decode_step.mapping().dp()));
     let decode_step_ms = decode_step.decode_step_s(per_rank_batch, plan.isl + plan.osl / 2).total_s * 1e3;
-    let report = predict_report(&args.model, &prefill_step.gpu().name, engines, prefill_ms, decode_step_ms, &output);
+    let report = predict_report(
+        &args.model.model,
+        &prefill_step.gpu().name,
+        engines,
+        prefill_ms,
+        decode_step_ms,
+        &output,
+    );
     Ok(Outcome::Done(if args.json {
         serde_json::to_string_pretty(&report)?
     } else {

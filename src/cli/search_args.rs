@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, ValueEnum};
 
+use super::common_args::{LengthFlags, ModelFlags};
+
 /// Which serving modes `search` tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SearchMode {
@@ -32,12 +34,9 @@ pub enum PercentileFlag {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("gpu_limit").required(true).multiple(true).args(["total_gpus", "max_gpus_per_engine"])))]
 pub struct SearchArgs {
-    /// Model: a bundled Hugging Face id (see `sglsim models`), a config.json, or a directory holding one.
-    #[arg(long)]
-    pub model: String,
-    /// Weight format, overriding the checkpoint's: bf16, fp8, fp8-block, fp4 (nvfp4), mxfp4.
-    #[arg(long)]
-    pub dtype: Option<String>,
+    /// Model and weight format.
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// GPU types to try, comma-separated (see `sglsim gpus`).
     #[arg(long, value_delimiter = ',', required = true)]
     pub gpu: Vec<String>,
@@ -53,15 +52,9 @@ pub struct SearchArgs {
     /// Output length, tokens.
     #[arg(long)]
     pub osl: u64,
-    /// AIPerf-style normal input lengths with this standard deviation, tokens.
-    #[arg(long)]
-    pub isl_std: Option<f64>,
-    /// AIPerf-style normal output lengths with this standard deviation, tokens.
-    #[arg(long)]
-    pub osl_std: Option<f64>,
-    /// `bench_serving --random-range-ratio`: lengths uniform in [L·r, L].
-    #[arg(long, conflicts_with_all = ["isl_std", "osl_std"])]
-    pub range_ratio: Option<f64>,
+    /// Spread of request lengths.
+    #[command(flatten)]
+    pub lengths: LengthFlags,
     /// TTFT limit, ms.
     #[arg(long)]
     pub ttft: f64,
@@ -104,6 +97,8 @@ pub struct SearchArgs {
     /// RNG seed of the simulated workloads.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    // Not `ServerFlags`: the search chooses the scheduler knobs itself and takes only these two,
+    // with help worded for the candidates.
     /// KV cache dtype: auto, bf16, fp8.
     #[arg(long, default_value = "auto")]
     pub kv_cache_dtype: String,
@@ -115,6 +110,8 @@ pub struct SearchArgs {
 /// Flags of `profile`.
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
+    // Not `ModelFlags`/`MappingFlags`/`ServerFlags`: `profile --help` words these for one prefill
+    // and an optional decode engine, and takes only the three server flags that shape the tables.
     /// Model: a bundled Hugging Face id, a config.json, or a directory holding one.
     #[arg(long)]
     pub model: String,

@@ -5,12 +5,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::plan::{load_coefficients, load_model, step_model};
+use super::common_args::MappingFlags;
+use super::plan::{kv_cache_dtype, load_coefficients, load_model_as, step_model};
 use super::run::Outcome;
 use super::search_args::{PercentileFlag, ProfileArgs, SearchArgs, SearchMode};
-use sglsim::model::arch::WeightFormats;
 use sglsim::model::gpu::GpuCatalog;
-use sglsim::model::quant::{KvDtype, WeightDtype};
 use sglsim::model::server_args::{MoeA2aBackend, ServerArgs};
 use sglsim::model::step::StepModel;
 use sglsim::search::config::{GpuLimits, Load, ModeChoice, SearchConfig, SlaTarget, WorkloadShape};
@@ -18,21 +17,10 @@ use sglsim::search::dynamo::{self, DynamoProfile};
 use sglsim::search::plot::{chart, pareto_chart, Chart, Series, Style};
 use sglsim::search::result::{Point, SearchResult};
 use sglsim::sim::metrics::Percentile;
-use sglsim::sim::workload::LengthDistribution;
-
-fn kv_cache_dtype(flag: &str) -> Result<Option<KvDtype>> {
-    Ok(match flag {
-        "auto" => None,
-        other => Some(KvDtype::parse_flag(other)?),
-    })
-}
 
 /// Builds the library's configuration from the flags (reads the model config and profile).
 pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
-    let mut model = load_model(&args.model)?;
-    if let Some(dtype) = &args.dtype {
-        model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
-    }
+    let model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
     let catalog = GpuCatalog::builtin()?;
     let mut gpus = Vec::new();
     for name in &args.gpu {
@@ -44,19 +32,9 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
     let mut server_args = ServerArgs::sglang_defaults();
     server_args.kv_cache_dtype = kv_cache_dtype(&args.kv_cache_dtype)?;
     server_args.moe_a2a_backend = MoeA2aBackend::parse_flag(&args.moe_a2a_backend)?;
-    let lengths = match (args.range_ratio, args.isl_std, args.osl_std) {
-        (Some(range_ratio), _, _) => {
-            if !(0.0..=1.0).contains(&range_ratio) {
-                bail!("invalid --range-ratio {range_ratio}: a fraction in [0, 1]");
-            }
-            LengthDistribution::Uniform { range_ratio }
-        }
-        (None, None, None) => LengthDistribution::Fixed,
-        (None, isl_std, osl_std) => LengthDistribution::Normal {
-            isl_std: isl_std.unwrap_or(0.0),
-            osl_std: osl_std.unwrap_or(0.0),
-        },
-    };
+    if let Some(range_ratio) = args.lengths.range_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
+        bail!("invalid --range-ratio {range_ratio}: a fraction in [0, 1]");
+    }
     let load = match (args.concurrency, args.request_rate) {
         (Some(n_clients), _) => Some(Load::Concurrency { n_clients }),
         (None, Some(rate_per_s)) => Some(Load::RequestRate { rate_per_s }),
@@ -74,7 +52,7 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
         workload: WorkloadShape {
             isl: args.isl,
             osl: args.osl,
-            lengths,
+            lengths: args.lengths.distribution(),
             seed: args.seed,
         },
         sla: SlaTarget {
@@ -365,10 +343,7 @@ pub fn search_table(config: &SearchConfig, result: &SearchResult) -> String {
 
 /// `sglsim profile`.
 pub fn profile(args: &ProfileArgs) -> Result<Outcome> {
-    let mut model = load_model(&args.model)?;
-    if let Some(dtype) = &args.dtype {
-        model.weights = WeightFormats::uniform(WeightDtype::parse_flag(dtype)?);
-    }
+    let model = load_model_as(&args.model, args.dtype.as_deref())?;
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
     let coefficients = load_coefficients(args.profile.as_deref())?;
     let mut server = ServerArgs::sglang_defaults();
@@ -382,22 +357,16 @@ pub fn profile(args: &ProfileArgs) -> Result<Outcome> {
         }
         Ok(step)
     };
-    let prefill = checked(
-        step_model(&model, &gpu, args.tp, args.dp, args.ep, &server, &coefficients)?,
-        "prefill",
-    )?;
+    let sizes = MappingFlags {
+        tp: args.tp,
+        dp: args.dp,
+        ep: args.ep,
+    };
+    let engine = |sizes| step_model(&model, &gpu, sizes, &server, &coefficients);
+    let prefill = checked(engine(sizes)?, "prefill")?;
     let disaggregated = args.decode_tp.is_some() || args.decode_dp.is_some() || args.decode_ep.is_some();
     let decode = if disaggregated {
-        let step = step_model(
-            &model,
-            &gpu,
-            args.decode_tp.unwrap_or(args.tp),
-            args.decode_dp.unwrap_or(args.dp),
-            args.decode_ep.unwrap_or(args.ep),
-            &server,
-            &coefficients,
-        )
-        .context("decode engine")?;
+        let step = engine(sizes.with(args.decode_tp, args.decode_dp, args.decode_ep)).context("decode engine")?;
         Some(checked(step, "decode")?)
     } else {
         None
