@@ -31,7 +31,18 @@ fn main() {
         isl,
         &mut opsv,
     );
-    describe_mlp(&model, &mapping, step.args(), isl, isl, co.kernels_per_layer, &mut opsv);
+    describe_mlp(
+        &model,
+        &mapping,
+        step.args(),
+        MlpTokens {
+            global: isl,
+            local: isl,
+            prefill: true,
+        },
+        co.kernels_per_layer,
+        &mut opsv,
+    );
     describe_head(&model, &mapping, step.args(), isl, 1, &mut opsv);
     let mut tot = 0.0;
     for op in &opsv {

@@ -401,6 +401,7 @@ pub fn predict_us(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coefficie
             hidden: *hidden,
             intermediate: *intermediate,
             weights: *weights,
+            deepgemm: false,
         }),
         KernelShape::Collective { n_ranks, bytes, path } => {
             let seconds = match path {

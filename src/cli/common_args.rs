@@ -117,6 +117,19 @@ pub struct ServerFlags {
     /// The SGLang release whose defaults apply (e.g. 0.4.5); default: the release sglsim models (0.5.5).
     #[arg(long)]
     pub sglang_version: Option<String>,
+    /// `--moe-dense-tp-size`: 1 runs the dense MLP layers of an MoE model data-parallel under DP
+    /// attention (full weights per GPU, no gather); SGLang accepts only 1.
+    #[arg(long)]
+    pub moe_dense_tp_size: Option<u32>,
+    /// `--enable-dp-lm-head`: under DP attention, split the LM head over the attention-TP group only.
+    #[arg(long)]
+    pub enable_dp_lm_head: bool,
+    /// `--enable-two-batch-overlap`: overlap DeepEP's dispatch and combine with the other half of the batch.
+    #[arg(long)]
+    pub enable_two_batch_overlap: bool,
+    /// `--ep-num-redundant-experts`: expert replicas for EPLB, so that routed + redundant experts divide over `--ep`.
+    #[arg(long, default_value_t = 0)]
+    pub ep_num_redundant_experts: u32,
 }
 
 #[cfg(test)]

@@ -123,9 +123,18 @@ pub fn server_args(flags: &ServerFlags) -> Result<ServerArgs> {
             None => None,
         },
         overlap_flag_given: flags.disable_overlap_schedule,
-        moe_dense_tp1: false,
-        enable_dp_lm_head: false,
-        enable_two_batch_overlap: false,
+        moe_dense_tp1: match flags.moe_dense_tp_size {
+            None => false,
+            Some(1) => true,
+            Some(other) => {
+                return Err(anyhow::anyhow!(
+                    "invalid --moe-dense-tp-size {other}: SGLang accepts only 1 (dense MLP layers data-parallel) or no value"
+                ))
+            }
+        },
+        enable_dp_lm_head: flags.enable_dp_lm_head,
+        enable_two_batch_overlap: flags.enable_two_batch_overlap,
+        ep_num_redundant_experts: flags.ep_num_redundant_experts,
     })
 }
 
@@ -137,7 +146,7 @@ pub fn step_model(
     server: &ServerArgs,
     coefficients: &Coefficients,
 ) -> Result<StepModel> {
-    let mapping = ParallelMapping::new(model, sizes.tp, sizes.dp, sizes.ep)?;
+    let mapping = ParallelMapping::with_redundant_experts(model, sizes.tp, sizes.dp, sizes.ep, server.ep_num_redundant_experts)?;
     let config = EngineConfig {
         model: model.clone(),
         gpu: gpu.clone(),

@@ -100,6 +100,10 @@ coefficients! {
     moe_mem_eff: "fraction", 0.15 ..= 0.95;
     /// Load of the busiest expert-parallel rank over the mean, for large batches without EPLB.
     moe_ep_imbalance: "ratio", 1.0 ..= 2.5;
+    /// Share of the shorter of computation and DeepEP communication that two-batch overlap leaves exposed.
+    tbo_exposed_fraction: "fraction", 0.0 ..= 1.0;
+    /// Fraction of the FP8 tensor-core peak that DeepGEMM's grouped GEMMs (SGLang's MoE runner behind DeepEP) reach.
+    moe_deepgemm_eff: "fraction", 0.2 ..= 0.95;
     /// Fixed cost of one stage of SGLang's custom all-reduce (launch and end-of-stage barrier; two-shot has two stages), microseconds.
     allreduce_latency_us: "us", 1.0 ..= 80.0;
     /// Extra custom all-reduce latency per stage for each peer rank (barrier flags written to and polled from each peer), microseconds.

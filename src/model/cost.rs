@@ -172,6 +172,7 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             hidden,
             intermediate,
             weights,
+            deepgemm,
         } => {
             let tokens = *global_tokens as f64;
             let experts = *n_experts as f64;
@@ -185,8 +186,12 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             let padded_tokens = active_local * (tokens_per_expert / 16.0).ceil() * 16.0;
             let slice = *intermediate as f64 / *moe_tp as f64;
             let flops = 2.0 * 3.0 * *hidden as f64 * slice * padded_tokens;
-            let rate =
-                gpu.peak_flops_per_s(gemm_compute_dtype(gpu, *weights)) * coefficients.moe_compute_eff * coefficients.sustained_clock_ratio;
+            let efficiency = if *deepgemm {
+                coefficients.moe_deepgemm_eff
+            } else {
+                coefficients.moe_compute_eff
+            };
+            let rate = gpu.peak_flops_per_s(gemm_compute_dtype(gpu, *weights)) * efficiency * coefficients.sustained_clock_ratio;
             let compute_s = flops / rate;
             let bytes = active_local * 3.0 * *hidden as f64 * slice * weights.bytes_per_param()
                 + rank_tokens * (2.0 * *hidden as f64 + 3.0 * slice) * 2.0;
@@ -215,8 +220,14 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
                 ..OpCost::default()
             }
         }
-        OpKind::AllToAll { bytes_per_rank, n_ranks } => {
-            let comm_s = all_to_all_s(gpu, coefficients, *n_ranks, *bytes_per_rank);
+        OpKind::AllToAll {
+            tokens_per_rank,
+            bytes_per_token,
+            top_k,
+            n_ranks,
+            node_dedup,
+        } => {
+            let comm_s = all_to_all_s(gpu, coefficients, *n_ranks, *tokens_per_rank, *bytes_per_token, *top_k, *node_dedup);
             OpCost {
                 comm_s: comm_s * repeat,
                 n_kernels: repeat,
@@ -310,18 +321,40 @@ pub fn collective_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, la
     link_s(gpu, coefficients.comm_bw_eff, n_ranks, latency_us, bytes)
 }
 
-/// One MoE dispatch or combine over `n_ranks` (DeepEP): each rank sends `bytes_per_rank`, spread
-/// evenly over the ranks; the share bound for other nodes (NVLink domains) crosses RDMA while the
-/// same-node share crosses NVLink at the same time, plus a fixed cost.
-pub fn all_to_all_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, bytes_per_rank: f64) -> f64 {
-    if n_ranks <= 1 {
+/// One MoE dispatch or combine over `n_ranks` (DeepEP): each rank sends each of `tokens_per_rank`
+/// tokens (`bytes_per_token` a copy) to the ranks of its `top_k` experts, spread evenly. Copies for
+/// other nodes (NVLink domains) cross RDMA while same-node copies cross NVLink at the same time,
+/// plus a fixed cost. With `node_dedup` (DeepEP's normal kernels) a token crosses RDMA once per
+/// distinct remote node among its experts' nodes — n_nodes × (1 − (1 − 1/n_nodes)^top_k) nodes in
+/// all under uniform routing — and is forwarded over NVLink inside that node.
+pub fn all_to_all_s(
+    gpu: &GpuSpec,
+    coefficients: &Coefficients,
+    n_ranks: u32,
+    tokens_per_rank: f64,
+    bytes_per_token: f64,
+    top_k: u64,
+    node_dedup: bool,
+) -> f64 {
+    if n_ranks <= 1 || tokens_per_rank <= 0.0 {
         return 0.0;
     }
     let n = f64::from(n_ranks);
     let domain = f64::from(gpu.nvlink_domain_size.max(gpu.gpus_per_node).min(n_ranks));
+    let k = top_k as f64;
+    let n_nodes = (n / domain).ceil();
     let eff = coefficients.alltoall_bw_eff;
-    let local_s = (domain - 1.0) / n * bytes_per_rank / (gpu.nvlink_bytes_per_s * eff);
-    let remote_s = (n - domain) / n * bytes_per_rank / (gpu.rdma_bytes_per_s * eff);
+    let local_copies = k * (domain - 1.0) / n;
+    let remote_copies = if node_dedup && n_nodes > 1.0 {
+        n_nodes * (1.0 - (1.0 - 1.0 / n_nodes).powf(k)) * (n_nodes - 1.0) / n_nodes
+    } else {
+        k * (n - domain) / n
+    };
+    // Tokens received over RDMA are forwarded to their experts' GPUs over NVLink in the normal kernels.
+    let forwarded_copies = if node_dedup { k * (n - domain) / n } else { 0.0 };
+    let bytes = tokens_per_rank * bytes_per_token;
+    let local_s = (local_copies + forwarded_copies) * bytes / (gpu.nvlink_bytes_per_s * eff);
+    let remote_s = remote_copies * bytes / (gpu.rdma_bytes_per_s * eff);
     let latency_s = if n > domain { gpu.rdma_latency_us * 1e-6 } else { 0.0 };
     coefficients.alltoall_latency_us * 1e-6 + latency_s + local_s.max(remote_s)
 }
@@ -464,14 +497,18 @@ mod tests {
         // bytes per rank takes 173 us at EP64; within 2x of that here, and a single node is NVLink-fast.
         let gpu = h100();
         let coefficients = Coefficients::defaults();
-        let bytes = 128.0 * 8.0 * 7168.0;
-        let ep64 = all_to_all_s(&gpu, &coefficients, 64, bytes);
+        let a2a = |ranks: u32, dedup: bool| all_to_all_s(&gpu, &coefficients, ranks, 128.0, 7168.0, 8, dedup);
+        let ep64 = a2a(64, false);
         assert!(ep64 > 173e-6 / 2.0 && ep64 < 173e-6 * 2.0, "{ep64}");
-        let ep8 = all_to_all_s(&gpu, &coefficients, 8, bytes);
+        let ep8 = a2a(8, false);
         assert!(ep8 < ep64 / 2.0, "{ep8} {ep64}");
         // More ranks across nodes: a larger remote share, never faster.
-        assert!(all_to_all_s(&gpu, &coefficients, 16, bytes) < ep64);
-        assert_eq!(all_to_all_s(&gpu, &coefficients, 1, bytes), 0.0);
+        assert!(a2a(16, false) < ep64);
+        assert_eq!(a2a(1, false), 0.0);
+        // The normal kernels send a token to a remote node once, not once per expert there: over
+        // 4 nodes, 8 experts reach about 2.7 remote nodes instead of 6 remote experts.
+        let (low_latency, normal) = (a2a(32, false), a2a(32, true));
+        assert!(normal < 0.6 * low_latency && normal > 0.3 * low_latency, "{normal} {low_latency}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::arch::{Attention, ModelSpec};
 use super::mapping::ParallelMapping;
-use super::quant::WeightDtype;
+use super::quant::{ComputeDtype, WeightDtype};
 use super::server_args::{MoeA2aBackend, ResolvedServerArgs};
 
 /// One request's part of a prefill ("extend") forward.
@@ -112,6 +112,8 @@ pub enum OpKind<'a> {
         intermediate: u64,
         /// Weight format.
         weights: WeightDtype,
+        /// Grouped GEMMs through DeepGEMM (SGLang's runner behind DeepEP) rather than the Triton fused MoE.
+        deepgemm: bool,
     },
     /// Memory-bound elementwise kernels (norms, rotary, activation, residual, routing), a count of them.
     Elementwise {
@@ -134,12 +136,21 @@ pub enum OpKind<'a> {
         /// Ranks taking part.
         n_ranks: u32,
     },
-    /// MoE dispatch or combine: each rank sends `bytes_per_rank` spread over `n_ranks`.
+    /// MoE dispatch or combine (DeepEP): each rank sends each of its tokens to the ranks holding the
+    /// token's `top_k` experts, spread evenly over `n_ranks`.
     AllToAll {
-        /// Bytes one rank sends.
-        bytes_per_rank: f64,
+        /// Tokens one rank sends.
+        tokens_per_rank: f64,
+        /// Bytes of one token copy (hidden size × element bytes).
+        bytes_per_token: f64,
+        /// Experts per token.
+        top_k: u64,
         /// Ranks taking part.
         n_ranks: u32,
+        /// DeepEP's normal kernels (prefill): a token crosses RDMA once per remote node holding any of
+        /// its experts and is forwarded over NVLink there; the low-latency kernels (decode) send one
+        /// copy per expert.
+        node_dedup: bool,
     },
 }
 
@@ -394,6 +405,17 @@ fn push_attention_core<'a>(
     ops.push(Op { name, kind, repeat });
 }
 
+/// The tokens one MLP forward sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlpTokens {
+    /// Tokens across the engine (all DP ranks).
+    pub global: u64,
+    /// Tokens of the busiest DP rank.
+    pub local: u64,
+    /// Whether the forward is a prefill (extend): DeepEP then uses its normal kernels.
+    pub prefill: bool,
+}
+
 /// Feed-forward ops for `global_tokens` entering the MLP/MoE (all ranks' tokens under DP
 /// attention) and `local_tokens` on the busiest rank; `n_kernels_small` is the count of small
 /// elementwise kernels per layer.
@@ -401,11 +423,15 @@ pub fn describe_mlp<'a>(
     model: &ModelSpec,
     mapping: &ParallelMapping,
     args: &ResolvedServerArgs,
-    global_tokens: u64,
-    local_tokens: u64,
+    tokens: MlpTokens,
     n_kernels_small: f64,
     ops: &mut Vec<Op<'a>>,
 ) {
+    let MlpTokens {
+        global: global_tokens,
+        local: local_tokens,
+        prefill,
+    } = tokens;
     if global_tokens == 0 {
         return;
     }
@@ -509,6 +535,7 @@ pub fn describe_mlp<'a>(
                     hidden,
                     intermediate: moe.expert_intermediate,
                     weights: model.weights.experts,
+                    deepgemm: deepep && model.weights.experts.compute() == ComputeDtype::Fp8,
                 },
                 repeat: moe_layers,
             });
@@ -538,20 +565,26 @@ pub fn describe_mlp<'a>(
                 });
             }
             if deepep {
-                let routed = local_tokens as f64 * moe.top_k as f64 * hidden as f64;
+                // Dispatch sends FP8 activations (one byte per element), combine BF16.
                 ops.push(Op {
                     name: "ep_dispatch",
                     kind: OpKind::AllToAll {
-                        bytes_per_rank: routed,
+                        tokens_per_rank: local_tokens as f64,
+                        bytes_per_token: hidden as f64,
+                        top_k: moe.top_k,
                         n_ranks: mapping.ep(),
+                        node_dedup: prefill,
                     },
                     repeat: moe_layers,
                 });
                 ops.push(Op {
                     name: "ep_combine",
                     kind: OpKind::AllToAll {
-                        bytes_per_rank: routed * ACT_BYTES,
+                        tokens_per_rank: local_tokens as f64,
+                        bytes_per_token: hidden as f64 * ACT_BYTES,
+                        top_k: moe.top_k,
                         n_ranks: mapping.ep(),
+                        node_dedup: prefill,
                     },
                     repeat: moe_layers,
                 });

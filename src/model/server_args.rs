@@ -112,6 +112,9 @@ pub struct ServerArgs {
     /// `--enable-two-batch-overlap`: each forward is split into two micro-batches so that one's DeepEP
     /// communication overlaps the other's computation.
     pub enable_two_batch_overlap: bool,
+    /// `--ep-num-redundant-experts`: expert replicas placed by EPLB (the mapping checks that routed plus
+    /// redundant experts divide over the EP ranks).
+    pub ep_num_redundant_experts: u32,
 }
 
 impl ServerArgs {
@@ -136,6 +139,7 @@ impl ServerArgs {
             moe_dense_tp1: false,
             enable_dp_lm_head: false,
             enable_two_batch_overlap: false,
+            ep_num_redundant_experts: 0,
         }
     }
 

@@ -14,7 +14,7 @@ use super::error::{Error, Result};
 use super::gpu::GpuSpec;
 use super::mapping::ParallelMapping;
 use super::memory::MemoryPlan;
-use super::ops::{describe_attention, describe_head, describe_mlp, ExtendRequest, Op, OpKind, RankBatch};
+use super::ops::{describe_attention, describe_head, describe_mlp, ExtendRequest, MlpTokens, Op, OpKind, RankBatch};
 use super::server_args::{OverlapSchedule, ResolvedServerArgs, ServerArgs};
 
 /// The time of one forward pass, seconds, with its parts.
@@ -144,8 +144,11 @@ impl StepModel {
             &self.model,
             &self.mapping,
             &self.args,
-            global_tokens,
-            padded,
+            MlpTokens {
+                global: global_tokens,
+                local: padded,
+                prefill: false,
+            },
             self.coefficients.kernels_per_layer,
             &mut ops,
         );
@@ -242,19 +245,22 @@ impl StepModel {
 
     /// Two-batch overlap (`--enable-two-batch-overlap` with DeepEP): the forward runs as two
     /// micro-batches so that one's dispatch/combine overlaps the other's computation. Each
-    /// micro-batch streams the weights and launches the kernels again (memory-bound time and kernel
-    /// floors double, FLOPs do not), and the communication hides behind the computation except for
-    /// the pipeline's fill: GPU time = max(work, comm) + min(work, comm) / (2 × layers).
-    fn two_batch_overlap(&self, gpu: OpCost) -> OpCost {
+    /// micro-batch launches the kernels again (kernel floors double, FLOPs do not); in a decode step,
+    /// whose memory-bound time is weight streaming, each micro-batch streams the weights again, while
+    /// a prefill's memory-bound time is activations, which split. The longer of computation and
+    /// communication sets the pace and a share of the shorter stays exposed, because the stages of the
+    /// two micro-batches (attention, experts; dispatch, combine) do not pair evenly:
+    /// GPU time = max(work, comm) + `tbo_exposed_fraction` × min(work, comm).
+    fn two_batch_overlap(&self, gpu: OpCost, decode: bool) -> OpCost {
         if !self.args.two_batch_overlap || gpu.comm_s <= 0.0 {
             return gpu;
         }
         let compute_s = gpu.compute_s;
-        let memory_s = 2.0 * gpu.memory_s;
+        let memory_s = if decode { 2.0 * gpu.memory_s } else { gpu.memory_s };
         let floor_s = 2.0 * gpu.floor_s;
         let work_s = compute_s + memory_s + floor_s;
-        let fill_s = work_s.min(gpu.comm_s) / (2.0 * self.model.n_layers.max(1) as f64);
-        let exposed_comm_s = (gpu.comm_s - work_s).max(0.0) + fill_s;
+        let exposed_s = self.coefficients.tbo_exposed_fraction * work_s.min(gpu.comm_s);
+        let exposed_comm_s = (gpu.comm_s - work_s).max(0.0) + exposed_s;
         OpCost {
             compute_s,
             memory_s,
@@ -266,7 +272,7 @@ impl StepModel {
 
     /// Adds framework time (graph replay or eager launches, prefill fixed cost, scheduler CPU) to GPU op time.
     fn finish_step(&self, gpu: OpCost, cuda_graph: bool, any_extend: bool, n_requests: u64) -> StepCost {
-        let gpu = self.two_batch_overlap(gpu);
+        let gpu = self.two_batch_overlap(gpu, !any_extend);
         let mut overhead_s = gpu.floor_s;
         let mut gpu_s = gpu.total_s();
         if cuda_graph {
@@ -360,8 +366,11 @@ impl StepModel {
             &self.model,
             &self.mapping,
             &self.args,
-            global_tokens,
-            local_tokens,
+            MlpTokens {
+                global: global_tokens,
+                local: local_tokens,
+                prefill: any_extend,
+            },
             small_kernels,
             &mut ops,
         );

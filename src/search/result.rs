@@ -203,6 +203,15 @@ pub fn launch_command(step: &StepModel, role: Role, max_running_cap: Option<u64>
     if args.moe_a2a_backend == MoeA2aBackend::Deepep {
         launch.push_str(" --moe-a2a-backend deepep");
     }
+    if args.moe_dense_tp1 {
+        launch.push_str(" --moe-dense-tp-size 1");
+    }
+    if args.enable_dp_lm_head {
+        launch.push_str(" --enable-dp-lm-head");
+    }
+    if args.two_batch_overlap {
+        launch.push_str(" --enable-two-batch-overlap");
+    }
     match role {
         Role::Prefill => launch.push_str(" --disaggregation-mode prefill"),
         Role::Decode => launch.push_str(" --disaggregation-mode decode"),
