@@ -77,3 +77,28 @@ fn issue6_dev_set_error_does_not_regress() {
     }
     assert!(json["rows"].as_array().unwrap().len() >= 230, "fewer rows modelled than today");
 }
+
+#[test]
+fn large_scale_ep_rows_of_the_dev_set_stay_close() {
+    // Prefill-only and decode-only capacity of SGLang's large-scale EP deployments (DeepSeek-V3 on
+    // 32/72 H100s, GB200 prefill instances, Kimi-K2 on H200), priced as one forward each: 8 rows
+    // today within 3-29%, median 6.5%.
+    let out = sglsim("validate --data tests/fixtures/sglang_published_dev.csv --json");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    let mut errors: Vec<f64> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            let metric = r["metric"].as_str().unwrap();
+            metric.starts_with("prefill_input_throughput_") || metric.starts_with("decode_output_throughput_")
+        })
+        .map(|r| number(r, "ape"))
+        .collect();
+    assert!(errors.len() >= 8, "{} large-scale EP rows modelled", errors.len());
+    errors.sort_by(f64::total_cmp);
+    let median = errors[errors.len() / 2];
+    assert!(median < 12.0, "median {median:.1}% of {errors:?}");
+    assert!(errors.iter().all(|e| *e < 35.0), "{errors:?}");
+}

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::measurements::{metric_mapping, setup_of, MeasurementRow, Setup};
+use super::saturated::{is_saturated_metric, saturated_setup, saturated_step, saturated_throughput};
 use crate::model::arch::WeightFormats;
 use crate::model::coefficients::Coefficients;
 use crate::model::gpu::GpuCatalog;
@@ -93,6 +94,13 @@ pub fn validate(rows: &[MeasurementRow], coefficients: &Coefficients, group_by: 
     let mut unmodelled = Vec::new();
     for row in rows {
         let metric = row.get("metric").to_string();
+        if is_saturated_metric(&metric) {
+            match saturated_row(row, &catalog, coefficients) {
+                Ok(result) => results.push(result),
+                Err(reason) => unmodelled.push(Unmodelled { row: row.row, reason }),
+            }
+            continue;
+        }
         let Some(mapping) = metric_mapping(&metric) else {
             unmodelled.push(Unmodelled {
                 row: row.row,
@@ -167,6 +175,35 @@ pub fn validate(rows: &[MeasurementRow], coefficients: &Coefficients, group_by: 
         groups,
         rows: results,
         unmodelled,
+    })
+}
+
+/// A saturated-engine row (prefill-only or decode-only capacity, [`super::saturated`]) priced as one forward.
+fn saturated_row(row: &MeasurementRow, catalog: &GpuCatalog, coefficients: &Coefficients) -> std::result::Result<RowResult, String> {
+    let measured: f64 = match row.get("value").parse() {
+        Ok(value) if value > 0.0 => value,
+        _ => return Err(format!("value '{}' is not a positive number", row.get("value"))),
+    };
+    let setup = saturated_setup(row)?;
+    let model = find_bundled_spec(&setup.model)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("model '{}' is not bundled", setup.model))?;
+    let gpu = catalog.find(&setup.gpu).map_err(|e| e.to_string())?.clone();
+    let step = saturated_step(&setup, model, gpu, coefficients)?;
+    let predicted = saturated_throughput(&setup, &step);
+    let signed = (predicted / measured - 1.0) * 100.0;
+    Ok(RowResult {
+        row: row.row,
+        source: row.get("source").to_string(),
+        model: setup.model.clone(),
+        gpu: setup.gpu.clone(),
+        mode: row.get("mode").to_string(),
+        metric: row.get("metric").to_string(),
+        family: "throughput".to_string(),
+        measured,
+        predicted,
+        ape: signed.abs(),
+        signed,
     })
 }
 
@@ -331,7 +368,7 @@ mod tests {
         let text = "model,gpu,tp,dp,ep,dtype,mode,isl,osl,concurrency,request_rate,batch,metric,value,unit
 meta-llama/Llama-3.1-8B-Instruct,h100,1,1,1,bf16,agg,1024,512,,,1,decode_throughput_bs1,158.34,tok/s
 meta-llama/Llama-3.1-8B-Instruct,h100,1,1,1,bf16,agg,1024,512,,,1,median_tpot,6.3155,ms
-meta-llama/Llama-3.1-8B-Instruct,h100,1,1,1,bf16,agg,1024,512,,,1,prefill_input_throughput_per_node,1,tok/s
+meta-llama/Llama-3.1-8B-Instruct,h100,1,1,1,bf16,agg,1024,512,,,1,energy_per_token,1,J
 unknown/Model,h100,1,1,1,bf16,agg,1024,512,,,1,median_tpot,6,ms
 ";
         let rows = parse_rows(text, "t.csv").unwrap();
