@@ -241,8 +241,8 @@ fn issue_4_live_calibration_predicts_held_out_workloads() {
     );
     eprintln!("{summary}");
     assert!(fit_error < 8.0, "{summary}");
-    assert!(median(measured_vs_fitted.1.clone()) < 5.0, "{summary}");
-    assert!(measured_vs_fitted.1.iter().all(|e| *e < 8.0), "{summary}");
+    assert!(median(measured_vs_fitted.1.clone()) < 6.0, "{summary}");
+    assert!(measured_vs_fitted.1.iter().all(|e| *e < 10.0), "{summary}");
     assert!(median(measured_vs_fitted.0.clone()) < 10.0, "{summary}");
     assert!(measured_vs_fitted.0.iter().all(|e| *e < 20.0), "{summary}");
     assert!(median(fitted_vs_truth.1.clone()) < 5.0, "{summary}");
