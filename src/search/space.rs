@@ -15,6 +15,7 @@ use super::config::{GpuLimits, Load, SearchConfig};
 use crate::model::gpu::GpuSpec;
 use crate::model::mapping::ParallelMapping;
 use crate::model::ops::{ExtendRequest, RankBatch};
+use crate::model::server_args::MoeA2aBackend;
 use crate::model::step::{EngineConfig, StepModel};
 
 /// Largest `--cuda-graph-max-bs` the search sets.
@@ -141,6 +142,13 @@ fn build_step(
     }
     if graph_bs.is_some() {
         server_args.cuda_graph_max_bs = graph_bs;
+    }
+    // DEP behind DeepEP runs SGLang's large-scale EP layout: dense layers and LM head data-parallel,
+    // and two-batch overlap once DeepEP crosses RDMA (more ranks than one NVLink domain).
+    if mapping.dp_attention() && mapping.ep() > 1 && server_args.moe_a2a_backend == MoeA2aBackend::Deepep {
+        server_args.moe_dense_tp1 = true;
+        server_args.enable_dp_lm_head = true;
+        server_args.enable_two_batch_overlap |= mapping.n_gpus() > gpu.nvlink_domain_size.max(gpu.gpus_per_node);
     }
     StepModel::new(EngineConfig {
         model: config.model.clone(),
