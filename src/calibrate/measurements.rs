@@ -140,6 +140,8 @@ pub struct Setup {
     pub sglang_version: Option<SglangVersion>,
     /// The benchmark client's workload.
     pub workload: WorkloadSpec,
+    /// A static batch handed to the engine directly (`bench_one_batch`), with no server front end.
+    pub offline_batch: bool,
 }
 
 impl Setup {
@@ -226,6 +228,7 @@ pub fn setup_of(row: &MeasurementRow) -> std::result::Result<Setup, String> {
         }
     };
     let num_prompts = number_after(&["num_prompts", "--num-prompts", "num-prompts"]).map(|n| n as u64);
+    let mut offline_batch = false;
     let (arrivals, n_requests) = if let Ok(concurrency) = row.get("concurrency").parse::<u64>() {
         (Arrivals::Closed { concurrency }, num_prompts.unwrap_or(10 * concurrency))
     } else if !row.get("request_rate").is_empty() {
@@ -237,6 +240,7 @@ pub fn setup_of(row: &MeasurementRow) -> std::result::Result<Setup, String> {
             },
         }
     } else if let Ok(batch) = row.get("batch_size").parse::<u64>() {
+        offline_batch = true;
         (Arrivals::AllAtOnce, batch)
     } else {
         return Err("no concurrency, request rate or batch size".into());
@@ -269,6 +273,7 @@ pub fn setup_of(row: &MeasurementRow) -> std::result::Result<Setup, String> {
             n_warmup: 0,
             seed: 0,
         },
+        offline_batch,
     })
 }
 

@@ -252,8 +252,12 @@ fn run_setup(setup: &Setup, catalog: &GpuCatalog, coefficients: &Coefficients) -
     let step = build_step(setup, catalog, coefficients)?;
     let overloaded = open_loop_overloaded(&setup.workload, &step);
     let requests = generate_requests(&setup.workload).map_err(|e| e.to_string())?;
+    let mut spec = engine_spec(&step, Role::Aggregated);
+    if setup.offline_batch {
+        spec.frontend_request_s = 0.0;
+    }
     let deployment = Deployment {
-        engines: vec![engine_spec(&step, Role::Aggregated)],
+        engines: vec![spec],
         transfer: None,
     };
     let options = SimOptions {

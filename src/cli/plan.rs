@@ -26,6 +26,8 @@ pub struct PredictPlan {
     pub workload: Vec<RequestSpec>,
     /// Arrivals, SLA, timeline.
     pub options: SimOptions,
+    /// A static batch as `bench_one_batch` runs it: handed to the engine directly, with no server front end.
+    pub offline_batch: bool,
     /// Input length for `prefill_ms` (mean of the workload), tokens.
     pub isl: u64,
     /// Output length for the decode context, tokens.
@@ -208,6 +210,7 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
             isl,
             osl,
             decode_batch: 1,
+            offline_batch: false,
         });
     }
     let (Some(isl), Some(osl)) = (args.isl, args.osl) else {
@@ -254,6 +257,7 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
         isl,
         osl,
         decode_batch,
+        offline_batch: args.concurrency.is_none() && args.request_rate.is_none(),
     })
 }
 

@@ -82,7 +82,11 @@ fn run_simulation(plan: &PredictPlan) -> Result<sglsim::sim::cluster::SimOutput>
     let mut specs = Vec::new();
     for (step, role, count) in &plan.engines {
         for _ in 0..*count {
-            specs.push(engine_spec(step, *role));
+            let mut spec = engine_spec(step, *role);
+            if plan.offline_batch {
+                spec.frontend_request_s = 0.0;
+            }
+            specs.push(spec);
         }
     }
     let transfer = match (
