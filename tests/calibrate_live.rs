@@ -191,13 +191,13 @@ fn ape(predicted: f64, measured: f64) -> f64 {
 /// The twin runs 5× faster than real time so that the test takes about 20 s; that magnifies the
 /// client's and the HTTP path's own latency (about 1.5 ms a request in a debug build) to about
 /// 8 ms of simulated TTFT, which the fit takes into `prefill_fixed_ms`.
-/// Measured here (2 cores, release test build): fit error 1.5%; measured vs fitted TTFT 8.9%, 2.2%,
-/// 1.1% and TPOT 1.0%, 0.1%, 1.1%.
-/// In real time (release build, by hand, the commands in the closing note of issue 4) the fit error
-/// goes from 19.5% to 1.2% and five held-out workloads (these three, 2000/200 at concurrency 16 and
-/// 400/400 at 32) give TTFT within 0.5–2.9% (median 1.9%) and TPOT within 0.0–4.2% (median 0.3%);
-/// calibrated through AIPerf instead (`--aiperf --budget 180s`), TTFT within 1.4–8.2% (median 4.5%)
-/// and TPOT within 1.4–3.8% (median 1.9%): AIPerf's client adds 1–2 ms to every TTFT it measures,
+/// Measured here (2 cores, debug build, alone): fit error 0.5-0.6%; measured vs fitted TTFT 4.9-7.6%,
+/// 3.9-6.2%, 1.2-1.7% and TPOT 2.4-3.7%, 0.9-1.1%, 2.5-2.7% (three runs).
+/// In real time (release build, by hand; README's `sglsim calibrate` section) the fit error goes
+/// from 18.5% to 0.5% and five held-out workloads (these three, 2000/200 at concurrency 16 and
+/// 400/400 at 32) give TTFT within 0.5–3.1% (median 1.7%) and TPOT within 0.0–2.5% (median 0.3%);
+/// calibrated through AIPerf instead (`--aiperf --budget 180s`), TTFT within 2.6–4.7% (median 3.2%)
+/// and TPOT within 0.7–2.5% (median 1.1%): AIPerf's client adds 1–2 ms to every TTFT it measures,
 /// which the fit keeps and `sglsim bench` does not see.
 #[test]
 fn issue_4_live_calibration_predicts_held_out_workloads() {
