@@ -189,6 +189,9 @@ fn all_ranks_prefill_s(step: &StepModel, isl: u64, requests_per_rank: u64) -> f6
     total_s
 }
 
+/// `--cuda-graph-max-bs` values tried, largest first, for DP-attention engines that do not fit with SGLang's default.
+const DP_ATTENTION_GRAPH_BS: [u64; 3] = [128, 64, 32];
+
 /// Sizes an engine and fills in the screen's numbers; `None` when it does not fit or cannot hold one request.
 fn engine_choice(config: &SearchConfig, gpu_idx: usize, mapping: ParallelMapping, chunk: Option<i64>) -> Option<EngineChoice> {
     let gpu = &config.gpus[gpu_idx];
@@ -197,20 +200,33 @@ fn engine_choice(config: &SearchConfig, gpu_idx: usize, mapping: ParallelMapping
     let isl = isl_mean.round().max(1.0) as u64;
     let context_tokens = (isl_mean + osl_mean / 2.0).round() as u64;
     let per_request_tokens = (isl_mean + osl_mean).ceil() as u64;
-    let mut step = build_step(config, gpu, mapping, chunk, None)?;
     let fits_request = |step: &StepModel| isl_max + osl_max.min(4096) < step.memory().kv_capacity_tokens_per_rank;
-    if !fits_request(&step) {
-        return None;
-    }
+    let mut graph_flag = None;
+    let mut step = match build_step(config, gpu, mapping, chunk, None).filter(|step| fits_request(step)) {
+        Some(step) => step,
+        // Under DP attention SGLang reserves `cuda_graph_max_bs × dp × 3 MiB` for the graphs' buffers,
+        // which at large DP leaves no room for weights and KV; a smaller `--cuda-graph-max-bs` shrinks
+        // the reserve (and the default `--mem-fraction-static` with it), as large-EP deployments set it.
+        None if mapping.dp_attention() && config.server_args.cuda_graph_max_bs.is_none() => {
+            let (lowered, step) = DP_ATTENTION_GRAPH_BS.iter().find_map(|&bs| {
+                Some((
+                    bs,
+                    build_step(config, gpu, mapping, chunk, Some(bs)).filter(|step| fits_request(step))?,
+                ))
+            })?;
+            graph_flag = Some(lowered);
+            step
+        }
+        None => return None,
+    };
     let dp = u64::from(mapping.dp());
     let max_batch_agg = |step: &StepModel| {
         (step.memory().max_running_requests / dp)
             .min(step.memory().kv_capacity_tokens_per_rank / per_request_tokens.max(1))
             .max(1)
     };
-    let mut graph_flag = None;
     let wanted_graph_bs = max_batch_agg(&step).div_ceil(32) * 32;
-    if wanted_graph_bs > step.args().cuda_graph_max_bs && config.server_args.cuda_graph_max_bs.is_none() {
+    if graph_flag.is_none() && wanted_graph_bs > step.args().cuda_graph_max_bs && config.server_args.cuda_graph_max_bs.is_none() {
         let raised = wanted_graph_bs.min(MAX_CUDA_GRAPH_BS);
         if raised > step.args().cuda_graph_max_bs {
             if let Some(raised_step) = build_step(config, gpu, mapping, chunk, Some(raised)) {

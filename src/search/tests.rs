@@ -173,3 +173,23 @@ fn bad_input_is_named() {
     cfg.workload.osl = 1;
     assert!(search(&cfg).unwrap_err().to_string().contains("--osl"));
 }
+
+#[test]
+fn dep_engines_that_do_not_fit_sglangs_default_reserve_get_a_smaller_graph_batch() {
+    // DeepSeek-V3 DEP16 on H100 with DeepEP: SGLang's default reserve (512 graph batch x 16 ranks x 3 MiB)
+    // leaves no room for the weights; a smaller --cuda-graph-max-bs makes it fit, as deployments set it.
+    let mut config = config("deepseek-ai/DeepSeek-V3", &["h100"], per_engine(16));
+    config.server_args.moe_a2a_backend = crate::model::server_args::MoeA2aBackend::Deepep;
+    let (engines, _) = build_engines(&config);
+    let dep: Vec<_> = engines
+        .iter()
+        .filter(|e| e.step.mapping().dp() == 16 && e.step.mapping().ep() == 16)
+        .collect();
+    assert!(!dep.is_empty(), "no DEP16 engine among {}", engines.len());
+    for engine in dep {
+        let graph_bs = engine.cuda_graph_max_bs_flag.expect("a lowered --cuda-graph-max-bs");
+        assert!(graph_bs <= 128, "{graph_bs}");
+        // The large-scale EP layout comes with it.
+        assert!(engine.step.args().moe_dense_tp1 && engine.step.args().enable_dp_lm_head);
+    }
+}
