@@ -10,10 +10,10 @@ use serde::Serialize;
 use super::error::{Error, Result};
 use super::validate::quantile;
 use crate::model::coefficients::{Coefficients, COEFFICIENT_INFO};
-use crate::model::cost::{allreduce_s, cost_op, nccl_s, NcclOp};
+use crate::model::cost::{allreduce_s, cost_op, gemm_compute_dtype, nccl_s, NcclOp};
 use crate::model::gpu::GpuSpec;
 use crate::model::ops::{AttentionKernel, ExtendRequest, Op, OpKind};
-use crate::model::quant::WeightDtype;
+use crate::model::quant::{ComputeDtype, WeightDtype};
 
 /// One measured kernel time.
 #[derive(Debug, Clone, PartialEq)]
@@ -340,12 +340,21 @@ pub fn predict_us(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coefficie
             * 1e6
     };
     match &sample.shape {
-        KernelShape::Gemm { m, n, k, weights } => op(OpKind::Gemm {
-            m: *m,
-            n: *n,
-            k: *k,
-            weights: *weights,
-        }),
+        KernelShape::Gemm { m, n, k, weights } => {
+            let serving_us = op(OpKind::Gemm {
+                m: *m,
+                n: *n,
+                k: *k,
+                weights: *weights,
+            });
+            // In serving an FP8/FP4 GEMM first quantises its input activations (one more kernel, which
+            // `cost_op` counts); the microbenchmark timed `torch._scaled_mm` on inputs already quantised.
+            if gemm_compute_dtype(gpu, *weights) == ComputeDtype::Bf16 {
+                serving_us
+            } else {
+                serving_us - coefficients.kernel_floor_us
+            }
+        }
         KernelShape::AttentionPrefill {
             seq,
             heads,
@@ -534,6 +543,47 @@ pub fn fit_families(samples: &[KernelSample], gpu: &GpuSpec, start: &Coefficient
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fp8_gemm_samples_are_priced_without_the_activation_quantisation() {
+        // `torch._scaled_mm` timed on quantised inputs: one kernel, where serving launches two.
+        let gpu = crate::model::gpu::GpuCatalog::builtin().unwrap().find("h100").unwrap().clone();
+        let coefficients = Coefficients::defaults();
+        let sample = |weights| KernelSample {
+            family: "gemm".into(),
+            shape: KernelShape::Gemm {
+                m: 1,
+                n: 4096,
+                k: 4096,
+                weights,
+            },
+            time_us: 1.0,
+        };
+        let mut burst = coefficients.clone();
+        burst.sustained_clock_ratio = 1.0;
+        let serving_us = cost_op(
+            &Op {
+                name: "g",
+                kind: OpKind::Gemm {
+                    m: 1,
+                    n: 4096,
+                    k: 4096,
+                    weights: WeightDtype::Fp8PerTensor,
+                },
+                repeat: 1,
+            },
+            &gpu,
+            &burst,
+        )
+        .total_s()
+            * 1e6;
+        let priced = predict_us(&sample(WeightDtype::Fp8PerTensor), &gpu, &coefficients);
+        assert!(
+            (serving_us - priced - coefficients.kernel_floor_us).abs() < 1e-9,
+            "{serving_us} {priced}"
+        );
+        assert!(predict_us(&sample(WeightDtype::Bf16), &gpu, &coefficients) > priced);
+    }
+
     use super::*;
     use crate::model::gpu::GpuCatalog;
 

@@ -161,7 +161,8 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             let flops = 2.0 * *heads as f64 * (*qk_dim + *v_dim) as f64 * *attended_tokens as f64;
             let compute_s = flops / (gpu.bf16_flops_per_s * coefficients.attn_prefill_eff * coefficients.sustained_clock_ratio);
             let memory_s = *attended_tokens as f64 * kv_bytes_per_token / (hbm * coefficients.attn_decode_mem_eff);
-            OpCost::bounded(compute_s, memory_s, floor_s, 2.0, repeat)
+            // Split-KV decode: a partial-attention kernel over KV splits, then a merge of the partials.
+            OpCost::bounded(compute_s, memory_s, 2.0 * floor_s, 2.0, repeat)
         }
         OpKind::MoeExperts {
             global_tokens,
@@ -509,6 +510,27 @@ mod tests {
         // 4 nodes, 8 experts reach about 2.7 remote nodes instead of 6 remote experts.
         let (low_latency, normal) = (a2a(32, false), a2a(32, true));
         assert!(normal < 0.6 * low_latency && normal > 0.3 * low_latency, "{normal} {low_latency}");
+    }
+
+    #[test]
+    fn split_kv_decode_attention_pays_two_kernel_floors() {
+        // A tiny KV read is all fixed cost: the partial-attention kernel and the merge.
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let op = Op {
+            name: "a",
+            kind: OpKind::AttentionDecode {
+                attended_tokens: 1,
+                heads: 32,
+                qk_dim: 128,
+                v_dim: 128,
+                kv_bytes_per_token: 2048.0,
+            },
+            repeat: 1,
+        };
+        let cost = cost_op(&op, &gpu, &coefficients);
+        assert!((cost.floor_s - 2.0 * coefficients.kernel_floor_us * 1e-6).abs() < 1e-12, "{cost:?}");
+        assert!(cost.total_s() < 2.1 * coefficients.kernel_floor_us * 1e-6);
     }
 
     #[test]
