@@ -68,8 +68,8 @@ fn issue6_dev_set_error_does_not_regress() {
     for (family, bound) in [
         ("ttft", 18.0),
         ("ttft_overload", 20.5),
-        ("itl", 21.5),
-        ("tpot", 20.0),
+        ("itl", 21.0),
+        ("tpot", 19.0),
         ("throughput", 11.5),
     ] {
         let error = median(family);
