@@ -171,6 +171,29 @@ fn gpus_and_models_list_the_catalogs() {
 }
 
 #[test]
+fn large_scale_ep_flags_reach_the_launch_command() {
+    // SGLang's DeepSeek-V3 decode deployment on 72 H100s (lmsys.org 2025-05-05), as flags.
+    let out = sglsim(
+        "predict --model deepseek-ai/DeepSeek-V3 --gpu h100 --tp 72 --dp 72 --ep 72 --ep-num-redundant-experts 32 \
+         --moe-a2a-backend deepep --moe-dense-tp-size 1 --enable-dp-lm-head --enable-two-batch-overlap \
+         --mem-fraction-static 0.8 --cuda-graph-max-bs 256 --isl 2000 --osl 4 --batch 72 --json",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    let launch = json["engines"][0]["launch"].as_str().unwrap();
+    for flag in [
+        "--ep 72 --ep-num-redundant-experts 32",
+        "--moe-a2a-backend deepep",
+        "--moe-dense-tp-size 1",
+        "--enable-dp-lm-head",
+        "--enable-two-batch-overlap",
+    ] {
+        assert!(launch.contains(flag), "{flag} not in {launch}");
+    }
+    assert_eq!(json["engines"][0]["mapping"], "tp72-dp72-ep72+r32");
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_exit_2() {
     let cases: &[(&str, &[&str])] = &[
         (
@@ -201,6 +224,18 @@ fn bad_input_gets_a_clear_error_and_exit_2() {
         (
             "predict --model Qwen3-8B --gpu h100 --isl 10 --osl 10 --mem-fraction-static 1.5",
             &["--mem-fraction-static", "1.5"],
+        ),
+        (
+            "predict --model deepseek-ai/DeepSeek-V3 --gpu h100 --tp 72 --dp 72 --ep 72 --isl 10 --osl 10",
+            &["256 routed experts", "--ep-num-redundant-experts 32"],
+        ),
+        (
+            "predict --model deepseek-ai/DeepSeek-V3 --gpu h100 --tp 16 --dp 16 --ep 16 --moe-dense-tp-size 2 --isl 10 --osl 10",
+            &["--moe-dense-tp-size 2", "only 1"],
+        ),
+        (
+            "predict --model Qwen3-8B --gpu h100 --ep-num-redundant-experts 8 --isl 10 --osl 10",
+            &["--ep-num-redundant-experts 8", "MoE model"],
         ),
     ];
     for (args, needles) in cases {
