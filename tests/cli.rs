@@ -237,6 +237,14 @@ fn bad_input_gets_a_clear_error_and_exit_2() {
             "predict --model Qwen3-8B --gpu h100 --ep-num-redundant-experts 8 --isl 10 --osl 10",
             &["--ep-num-redundant-experts 8", "MoE model"],
         ),
+        (
+            "predict --model Qwen3-8B --gpu h100 --enable-two-batch-overlap --isl 10 --osl 10",
+            &["--enable-two-batch-overlap", "--moe-a2a-backend deepep"],
+        ),
+        (
+            "predict --model deepseek-ai/DeepSeek-V3 --gpu h200 --tp 8 --enable-dp-lm-head --isl 10 --osl 10",
+            &["--enable-dp-lm-head", "--dp > 1"],
+        ),
     ];
     for (args, needles) in cases {
         let out = sglsim(args);

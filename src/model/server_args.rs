@@ -19,6 +19,14 @@ pub enum MoeA2aBackend {
 }
 
 impl MoeA2aBackend {
+    /// The flag value as SGLang spells it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            MoeA2aBackend::None => "none",
+            MoeA2aBackend::Deepep => "deepep",
+        }
+    }
+
     /// Parses `--moe-a2a-backend`.
     pub fn parse_flag(value: &str) -> Result<MoeA2aBackend> {
         match value.to_ascii_lowercase().as_str() {
@@ -200,6 +208,21 @@ impl ServerArgs {
             }
             None => legacy_mem_fraction_static(gpu, mapping, version),
         };
+        if self.enable_two_batch_overlap && !(self.moe_a2a_backend == MoeA2aBackend::Deepep && mapping.ep() > 1) {
+            return Err(Error::BadValue {
+                field: "--enable-two-batch-overlap".into(),
+                value: format!("on (with --moe-a2a-backend {}, --ep {})", self.moe_a2a_backend.flag(), mapping.ep()),
+                expected: "only with --moe-a2a-backend deepep and --ep > 1 (it overlaps DeepEP's dispatch and combine with computation)"
+                    .into(),
+            });
+        }
+        if self.enable_dp_lm_head && !mapping.dp_attention() {
+            return Err(Error::BadValue {
+                field: "--enable-dp-lm-head".into(),
+                value: format!("on (with --dp {})", mapping.dp()),
+                expected: "only with DP attention, --dp > 1 (it splits the LM head over the attention-TP group)".into(),
+            });
+        }
         // The overlap scheduler became the default in v0.4.0 (off in v0.3).
         let overlap_schedule = if self.overlap_flag_given || version >= SglangVersion(0, 4, 0) {
             self.overlap_schedule
