@@ -73,6 +73,10 @@ const BUNDLED_CONFIGS: &[(&str, &str)] = &[
         include_str!("../../data/models/meta-llama--Meta-Llama-3.1-8B.json"),
     ),
     (
+        "lmsys--gpt-oss-120b-bf16.json",
+        include_str!("../../data/models/lmsys--gpt-oss-120b-bf16.json"),
+    ),
+    (
         "mistralai--Mixtral-8x7B-v0.1.json",
         include_str!("../../data/models/mistralai--Mixtral-8x7B-v0.1.json"),
     ),
