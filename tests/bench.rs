@@ -8,40 +8,17 @@ use std::time::Duration;
 
 use sglsim::calibrate::loadgen::{run_bench, BenchConfig, BenchOutcome, BenchRecord, Endpoint, LoadgenError, RecordStatus};
 use sglsim::model::coefficients::Coefficients;
-use sglsim::model::gpu::GpuCatalog;
-use sglsim::model::mapping::ParallelMapping;
-use sglsim::model::model_catalog::find_bundled_spec;
-use sglsim::model::server_args::ServerArgs;
-use sglsim::model::step::{EngineConfig, StepModel};
-use sglsim::serve::{spawn, ServeConfig, ServeHandle};
+use sglsim::serve::ServeHandle;
 use sglsim::sim::workload::{generate_requests, Arrivals, LengthDistribution, WorkloadSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{number, sglsim_args, temp_dir};
+use crate::util::{number, qwen3_8b_twin, sglsim_args, temp_dir};
 
 const MODEL: &str = "Qwen/Qwen3-8B";
 
 /// The twin of Qwen3-8B on one H100, on a free loopback port.
 fn twin(time_scale: f64) -> ServeHandle {
-    let model = find_bundled_spec(MODEL).unwrap().unwrap();
-    let gpu = GpuCatalog::builtin().unwrap().find("h100").unwrap().clone();
-    let mapping = ParallelMapping::new(&model, 1, 1, 1).unwrap();
-    let step_model = StepModel::new(EngineConfig {
-        model,
-        gpu,
-        mapping,
-        server_args: ServerArgs::sglang_defaults(),
-        coefficients: Coefficients::defaults(),
-    })
-    .unwrap();
-    spawn(ServeConfig {
-        step_model,
-        model_path: MODEL.into(),
-        host: "127.0.0.1".into(),
-        port: 0,
-        time_scale,
-    })
-    .unwrap()
+    qwen3_8b_twin(Coefficients::defaults(), time_scale)
 }
 
 fn workload(isl: u64, osl: u64, arrivals: Arrivals, n_requests: u64, n_warmup: u64) -> WorkloadSpec {

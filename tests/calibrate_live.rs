@@ -6,16 +6,10 @@ use std::process::Command;
 
 use sglsim::calibrate::loadgen::{run_bench, BenchConfig, Endpoint};
 use sglsim::model::coefficients::Coefficients;
-use sglsim::model::gpu::GpuCatalog;
-use sglsim::model::mapping::ParallelMapping;
-use sglsim::model::model_catalog::find_bundled_spec;
-use sglsim::model::server_args::ServerArgs;
-use sglsim::model::step::{EngineConfig, StepModel};
 use sglsim::serve::perturb::perturb;
-use sglsim::serve::{spawn, ServeConfig, ServeHandle};
 use sglsim::sim::workload::{Arrivals, LengthDistribution, WorkloadSpec};
 
-use crate::util::{number, sglsim_args, temp_dir, Output};
+use crate::util::{number, qwen3_8b_twin, sglsim_args, temp_dir, Output};
 
 const MODEL: &str = "Qwen/Qwen3-8B";
 
@@ -25,28 +19,6 @@ static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn timing_lock() -> std::sync::MutexGuard<'static, ()> {
     TIMING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The twin of Qwen3-8B on one H100 with these coefficients, on a free loopback port.
-fn twin(coefficients: Coefficients, time_scale: f64) -> ServeHandle {
-    let model = find_bundled_spec(MODEL).unwrap().unwrap();
-    let mapping = ParallelMapping::new(&model, 1, 1, 1).unwrap();
-    let step_model = StepModel::new(EngineConfig {
-        model,
-        gpu: GpuCatalog::builtin().unwrap().find("h100").unwrap().clone(),
-        mapping,
-        server_args: ServerArgs::sglang_defaults(),
-        coefficients,
-    })
-    .unwrap();
-    spawn(ServeConfig {
-        step_model,
-        model_path: MODEL.into(),
-        host: "127.0.0.1".into(),
-        port: 0,
-        time_scale,
-    })
-    .unwrap()
 }
 
 /// `sglsim calibrate --url URL --gpu h100 --model MODEL` plus `extra`.
@@ -204,7 +176,7 @@ fn issue_4_live_calibration_predicts_held_out_workloads() {
     let _quiet = timing_lock();
     const TIME_SCALE: f64 = 5.0;
     let truth = perturb(&Coefficients::defaults(), 0.3, 1).unwrap();
-    let server = twin(truth.clone(), TIME_SCALE);
+    let server = qwen3_8b_twin(truth.clone(), TIME_SCALE);
     let dir = temp_dir();
     let fitted = dir.path().join("fitted.json");
     let truth_path = dir.path().join("truth.json");
@@ -429,7 +401,7 @@ fn point_files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn resume_runs_only_the_points_without_complete_records() {
-    let server = twin(Coefficients::defaults(), 50.0);
+    let server = qwen3_8b_twin(Coefficients::defaults(), 50.0);
     let dir = temp_dir();
     let work = dir.path().join("work");
     let work_arg = work.to_str().unwrap();
@@ -521,7 +493,7 @@ fn live_calibration_through_aiperf_fits_its_run_folders() {
             return;
         }
     }
-    let server = twin(Coefficients::defaults(), 10.0);
+    let server = qwen3_8b_twin(Coefficients::defaults(), 10.0);
     let work = dir.path().join("work");
     let out = calibrate(
         &server.url(),

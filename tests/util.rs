@@ -1,4 +1,4 @@
-//! Helpers: run the `sglsim` binary, parse its JSON, temp directories.
+//! Helpers: run the `sglsim` binary, parse its JSON, temp directories, an in-process serving twin.
 
 use std::process::Command;
 
@@ -44,4 +44,33 @@ pub fn number(value: &serde_json::Value, path: &str) -> f64 {
         current = &current[key];
     }
     current.as_f64().unwrap_or_else(|| panic!("{path} is not a number in {value}"))
+}
+
+/// The serving twin of Qwen/Qwen3-8B on one H100 with these coefficients, on a free loopback port,
+/// running `time_scale` × faster than real time.
+pub fn qwen3_8b_twin(coefficients: sglsim::model::coefficients::Coefficients, time_scale: f64) -> sglsim::serve::ServeHandle {
+    use sglsim::model::gpu::GpuCatalog;
+    use sglsim::model::mapping::ParallelMapping;
+    use sglsim::model::model_catalog::find_bundled_spec;
+    use sglsim::model::server_args::ServerArgs;
+    use sglsim::model::step::{EngineConfig, StepModel};
+    const MODEL: &str = "Qwen/Qwen3-8B";
+    let model = find_bundled_spec(MODEL).unwrap().unwrap();
+    let mapping = ParallelMapping::new(&model, 1, 1, 1).unwrap();
+    let step_model = StepModel::new(EngineConfig {
+        model,
+        gpu: GpuCatalog::builtin().unwrap().find("h100").unwrap().clone(),
+        mapping,
+        server_args: ServerArgs::sglang_defaults(),
+        coefficients,
+    })
+    .unwrap();
+    sglsim::serve::spawn(sglsim::serve::ServeConfig {
+        step_model,
+        model_path: MODEL.into(),
+        host: "127.0.0.1".into(),
+        port: 0,
+        time_scale,
+    })
+    .unwrap()
 }

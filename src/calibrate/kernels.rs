@@ -278,29 +278,20 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
                 shape,
                 time_us,
             });
-        } else if record.contains_key("nccl_dtype") {
-            let (family, path) = match record.get("op_name").map(String::as_str) {
-                Some("all_reduce") => ("nccl_all_reduce", CollectivePath::NcclAllReduce),
-                Some("all_gather") | Some("reduce_scatter") => ("nccl_all_gather", CollectivePath::NcclAllGather),
-                _ => continue,
-            };
-            let (Some(n_ranks), Some(bytes)) = (number("num_gpus"), number("message_bytes")) else {
-                continue;
-            };
-            samples.push(KernelSample {
-                family: family.into(),
-                shape: KernelShape::Collective {
-                    n_ranks: n_ranks as u32,
-                    bytes,
-                    path,
-                },
-                time_us,
-            });
         } else {
-            let (family, path) = match record.get("backend").map(String::as_str) {
-                Some("sglang_graph") => ("custom_allreduce", CollectivePath::SglangAllReduce),
-                Some("sglang_eager") => ("custom_allreduce_eager", CollectivePath::SglangAllReduceEager),
-                _ => continue,
+            // NCCL tables name the collective; SGLang's all-reduce table names the launch mode.
+            let (family, path) = if record.contains_key("nccl_dtype") {
+                match record.get("op_name").map(String::as_str) {
+                    Some("all_reduce") => ("nccl_all_reduce", CollectivePath::NcclAllReduce),
+                    Some("all_gather") | Some("reduce_scatter") => ("nccl_all_gather", CollectivePath::NcclAllGather),
+                    _ => continue,
+                }
+            } else {
+                match record.get("backend").map(String::as_str) {
+                    Some("sglang_graph") => ("custom_allreduce", CollectivePath::SglangAllReduce),
+                    Some("sglang_eager") => ("custom_allreduce_eager", CollectivePath::SglangAllReduceEager),
+                    _ => continue,
+                }
             };
             let (Some(n_ranks), Some(bytes)) = (number("num_gpus"), number("message_bytes")) else {
                 continue;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::measurements::{metric_mapping, setup_of, MeasurementRow, Setup};
 use super::saturated::{is_saturated_metric, saturated_setup, saturated_step, saturated_throughput};
-use crate::model::arch::WeightFormats;
+use crate::model::arch::{ModelSpec, WeightFormats};
 use crate::model::coefficients::Coefficients;
 use crate::model::gpu::GpuCatalog;
 use crate::model::mapping::ParallelMapping;
@@ -108,13 +108,10 @@ pub fn validate(rows: &[MeasurementRow], coefficients: &Coefficients, group_by: 
             });
             continue;
         };
-        let measured: f64 = match row.get("value").parse() {
-            Ok(value) if value > 0.0 => value,
-            _ => {
-                unmodelled.push(Unmodelled {
-                    row: row.row,
-                    reason: format!("value '{}' is not a positive number", row.get("value")),
-                });
+        let measured = match measured_value(row) {
+            Ok(value) => value,
+            Err(reason) => {
+                unmodelled.push(Unmodelled { row: row.row, reason });
                 continue;
             }
         };
@@ -149,20 +146,7 @@ pub fn validate(rows: &[MeasurementRow], coefficients: &Coefficients, group_by: 
                 } else {
                     mapping.family
                 };
-                let signed = (predicted / measured - 1.0) * 100.0;
-                results.push(RowResult {
-                    row: row.row,
-                    source: row.get("source").to_string(),
-                    model: setup.model.clone(),
-                    gpu: setup.gpu.clone(),
-                    mode: row.get("mode").to_string(),
-                    metric,
-                    family: family.to_string(),
-                    measured,
-                    predicted,
-                    ape: signed.abs(),
-                    signed,
-                });
+                results.push(RowResult::new(row, &setup.model, &setup.gpu, family, measured, predicted));
             }
             Err(reason) => unmodelled.push(Unmodelled {
                 row: row.row,
@@ -180,31 +164,45 @@ pub fn validate(rows: &[MeasurementRow], coefficients: &Coefficients, group_by: 
 
 /// A saturated-engine row (prefill-only or decode-only capacity, [`super::saturated`]) priced as one forward.
 fn saturated_row(row: &MeasurementRow, catalog: &GpuCatalog, coefficients: &Coefficients) -> std::result::Result<RowResult, String> {
-    let measured: f64 = match row.get("value").parse() {
-        Ok(value) if value > 0.0 => value,
-        _ => return Err(format!("value '{}' is not a positive number", row.get("value"))),
-    };
+    let measured = measured_value(row)?;
     let setup = saturated_setup(row)?;
-    let model = find_bundled_spec(&setup.model)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("model '{}' is not bundled", setup.model))?;
     let gpu = catalog.find(&setup.gpu).map_err(|e| e.to_string())?.clone();
-    let step = saturated_step(&setup, model, gpu, coefficients)?;
+    let step = saturated_step(&setup, bundled_model(&setup.model)?, gpu, coefficients)?;
     let predicted = saturated_throughput(&setup, &step);
-    let signed = (predicted / measured - 1.0) * 100.0;
-    Ok(RowResult {
-        row: row.row,
-        source: row.get("source").to_string(),
-        model: setup.model.clone(),
-        gpu: setup.gpu.clone(),
-        mode: row.get("mode").to_string(),
-        metric: row.get("metric").to_string(),
-        family: "throughput".to_string(),
-        measured,
-        predicted,
-        ape: signed.abs(),
-        signed,
-    })
+    Ok(RowResult::new(row, &setup.model, &setup.gpu, "throughput", measured, predicted))
+}
+
+/// The row's measured value, which must be a positive number.
+fn measured_value(row: &MeasurementRow) -> std::result::Result<f64, String> {
+    match row.get("value").parse() {
+        Ok(value) if value > 0.0 => Ok(value),
+        _ => Err(format!("value '{}' is not a positive number", row.get("value"))),
+    }
+}
+
+fn bundled_model(name: &str) -> std::result::Result<ModelSpec, String> {
+    find_bundled_spec(name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("model '{name}' is not bundled"))
+}
+
+impl RowResult {
+    fn new(row: &MeasurementRow, model: &str, gpu: &str, family: &str, measured: f64, predicted: f64) -> RowResult {
+        let signed = (predicted / measured - 1.0) * 100.0;
+        RowResult {
+            row: row.row,
+            source: row.get("source").to_string(),
+            model: model.to_string(),
+            gpu: gpu.to_string(),
+            mode: row.get("mode").to_string(),
+            metric: row.get("metric").to_string(),
+            family: family.to_string(),
+            measured,
+            predicted,
+            ape: signed.abs(),
+            signed,
+        }
+    }
 }
 
 /// A server log's decode-only step: `n_requests` = the batch, TPOT = one decode step at the context.
@@ -271,9 +269,7 @@ fn run_setup(setup: &Setup, catalog: &GpuCatalog, coefficients: &Coefficients) -
 }
 
 fn build_step(setup: &Setup, catalog: &GpuCatalog, coefficients: &Coefficients) -> std::result::Result<StepModel, String> {
-    let mut model = find_bundled_spec(&setup.model)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("model '{}' is not bundled", setup.model))?;
+    let mut model = bundled_model(&setup.model)?;
     if let Some(dtype) = &setup.dtype {
         let dtype = WeightDtype::parse_flag(dtype).map_err(|e| e.to_string())?;
         if model.weights.headline() == WeightDtype::Bf16 {

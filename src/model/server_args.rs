@@ -244,8 +244,9 @@ impl ServerArgs {
             moe_a2a_backend: self.moe_a2a_backend,
             kv_cache_dtype: self.kv_cache_dtype.unwrap_or(KvDtype::Bf16),
             moe_dense_tp1: self.moe_dense_tp1,
-            enable_dp_lm_head: self.enable_dp_lm_head && mapping.dp_attention(),
-            two_batch_overlap: self.enable_two_batch_overlap && self.moe_a2a_backend == MoeA2aBackend::Deepep && mapping.ep() > 1,
+            // Both were checked above against the mapping and the all-to-all backend.
+            enable_dp_lm_head: self.enable_dp_lm_head,
+            two_batch_overlap: self.enable_two_batch_overlap,
         })
     }
 }
@@ -281,10 +282,10 @@ pub struct ResolvedServerArgs {
     pub kv_cache_dtype: KvDtype,
     /// Dense MLP layers data-parallel (`--moe-dense-tp-size 1`).
     pub moe_dense_tp1: bool,
-    /// LM head within the attention-TP group (`--enable-dp-lm-head`, only meaningful under DP attention).
+    /// LM head within the attention-TP group (`--enable-dp-lm-head`; only accepted under DP attention).
     pub enable_dp_lm_head: bool,
-    /// Two-batch overlap in effect (`--enable-two-batch-overlap` with DeepEP over more than one EP rank;
-    /// SGLang overlaps DeepEP's dispatch and combine, so without DeepEP there is nothing to hide).
+    /// Two-batch overlap (`--enable-two-batch-overlap`; only accepted with DeepEP over more than one EP
+    /// rank: SGLang overlaps DeepEP's dispatch and combine, so without DeepEP there is nothing to hide).
     pub two_batch_overlap: bool,
 }
 

@@ -191,11 +191,16 @@ struct Simulation<'d, 'a> {
     n_iterations: u64,
     next_frontend: usize,
     next_backend: usize,
+    /// Engines new requests go to: the decode engines when disaggregated, else the aggregated ones.
+    entry_engines: Vec<usize>,
+    /// Prefill engines (disaggregated only).
+    prefill_engines: Vec<usize>,
 }
 
 /// Runs a workload on a deployment and returns what its clients would measure.
 pub fn simulate(deployment: &Deployment<'_>, workload: &[RequestSpec], options: SimOptions) -> Result<SimOutput> {
     validate(deployment, workload)?;
+    let disaggregated = deployment.engines.iter().any(|e| e.role == Role::Decode);
     let engines = deployment
         .engines
         .iter()
@@ -230,6 +235,8 @@ pub fn simulate(deployment: &Deployment<'_>, workload: &[RequestSpec], options: 
         n_iterations: 0,
         next_frontend: 0,
         next_backend: 0,
+        entry_engines: engines_with(deployment, if disaggregated { Role::Decode } else { Role::Aggregated }),
+        prefill_engines: engines_with(deployment, Role::Prefill),
     };
     match options.arrivals {
         Arrivals::Closed { concurrency } => {
@@ -274,6 +281,13 @@ pub fn simulate(deployment: &Deployment<'_>, workload: &[RequestSpec], options: 
     })
 }
 
+/// Indices of the engines with this role, in deployment order.
+fn engines_with(deployment: &Deployment<'_>, role: Role) -> Vec<usize> {
+    (0..deployment.engines.len())
+        .filter(|&i| deployment.engines[i].role == role)
+        .collect()
+}
+
 fn validate(deployment: &Deployment<'_>, workload: &[RequestSpec]) -> Result<()> {
     let frontends = deployment.engines.iter().filter(|e| e.role != Role::Decode).count();
     let decoders = deployment.engines.iter().filter(|e| e.role == Role::Decode).count();
@@ -315,18 +329,14 @@ impl Simulation<'_, '_> {
     /// A client sends a request: it is placed on an engine and queues for that engine's front end.
     fn on_arrival(&mut self, now: SimTime, request_idx: usize) {
         self.requests[request_idx].sent = now;
-        let roles: Vec<Role> = self.deployment.engines.iter().map(|e| e.role).collect();
-        let pick = |roles: &[Role], counter: &mut usize, wanted: &[Role]| -> usize {
-            let candidates: Vec<usize> = (0..roles.len()).filter(|&i| wanted.contains(&roles[i])).collect();
-            let chosen = candidates[*counter % candidates.len()];
-            *counter += 1;
-            chosen
-        };
-        let engine_idx = if roles.contains(&Role::Decode) {
-            pick(&roles, &mut self.next_backend, &[Role::Decode])
+        // Round robin over the entry engines (decode engines keep their own counter when disaggregated).
+        let counter = if self.prefill_engines.is_empty() {
+            &mut self.next_frontend
         } else {
-            pick(&roles, &mut self.next_frontend, &[Role::Aggregated])
+            &mut self.next_backend
         };
+        let engine_idx = self.entry_engines[*counter % self.entry_engines.len()];
+        *counter += 1;
         let engine = &mut self.engines[engine_idx];
         let rank = engine.next_rank % engine.ranks.len();
         engine.next_rank += 1;
@@ -397,11 +407,8 @@ impl Simulation<'_, '_> {
                 admitted.push(request_idx);
             }
         }
-        let prefill_roles: Vec<usize> = (0..self.deployment.engines.len())
-            .filter(|&i| self.deployment.engines[i].role == Role::Prefill)
-            .collect();
         for request_idx in admitted {
-            let prefill_idx = prefill_roles[self.next_frontend % prefill_roles.len()];
+            let prefill_idx = self.prefill_engines[self.next_frontend % self.prefill_engines.len()];
             self.next_frontend += 1;
             let engine = &mut self.engines[prefill_idx];
             let rank = engine.next_rank % engine.ranks.len();

@@ -24,30 +24,34 @@ fn summary_from(object: &Value, name: &str) -> Option<Summary> {
     (!summary.is_empty()).then_some(summary)
 }
 
-/// Parses `sglang.bench_serving --output-file` JSONL: one point per line; bad lines become warnings.
-pub fn parse_bench_serving(text: &str, path: &str) -> Result<(Vec<MeasuredPoint>, Vec<String>)> {
+/// One point per JSONL line through `point`; bad lines become warnings, and a file with no usable
+/// line is an error naming `what`.
+fn parse_points(
+    text: &str,
+    path: &str,
+    what: &str,
+    point: impl Fn(&Value, &str, usize) -> std::result::Result<MeasuredPoint, String>,
+) -> Result<(Vec<MeasuredPoint>, Vec<String>)> {
     let mut points = Vec::new();
     let mut warnings = Vec::new();
     for (line, parsed) in jsonl_objects(text, path) {
-        let object = match parsed {
-            Ok(object) => object,
-            Err(message) => {
-                warnings.push(message);
-                continue;
-            }
-        };
-        match bench_serving_point(&object, path, line) {
+        match parsed.and_then(|object| point(&object, path, line).map_err(|message| format!("{path}: line {line}: {message}"))) {
             Ok(point) => points.push(point),
-            Err(message) => warnings.push(format!("{path}: line {line}: {message}")),
+            Err(message) => warnings.push(message),
         }
     }
     if points.is_empty() && !warnings.is_empty() {
         return Err(Error::BadSource {
             path: path.into(),
-            message: format!("no usable bench_serving line ({})", warnings.join("; ")),
+            message: format!("no usable {what} line ({})", warnings.join("; ")),
         });
     }
     Ok((points, warnings))
+}
+
+/// Parses `sglang.bench_serving --output-file` JSONL: one point per line; bad lines become warnings.
+pub fn parse_bench_serving(text: &str, path: &str) -> Result<(Vec<MeasuredPoint>, Vec<String>)> {
+    parse_points(text, path, "bench_serving", bench_serving_point)
 }
 
 fn bench_serving_point(object: &Value, path: &str, line: usize) -> std::result::Result<MeasuredPoint, String> {
@@ -102,57 +106,41 @@ fn bench_serving_point(object: &Value, path: &str, line: usize) -> std::result::
 
 /// Parses `sglang.bench_one_batch --result-filename` JSONL: prefill latency of the batch and median decode step (seconds in the file).
 pub fn parse_bench_one_batch(text: &str, path: &str) -> Result<(Vec<MeasuredPoint>, Vec<String>)> {
-    let mut points = Vec::new();
-    let mut warnings = Vec::new();
-    for (line, parsed) in jsonl_objects(text, path) {
-        let object = match parsed {
-            Ok(object) => object,
-            Err(message) => {
-                warnings.push(message);
-                continue;
-            }
-        };
-        let batch = positive_u64(field(&object, "batch_size"));
-        let isl = positive_u64(field(&object, "input_len"));
-        let osl = positive_u64(field(&object, "output_len"));
-        let (Some(batch), Some(isl_tokens), Some(osl_tokens)) = (batch, isl, osl) else {
-            warnings.push(format!("{path}: line {line}: needs batch_size, input_len and output_len"));
-            continue;
-        };
-        let seconds = |key: &str| field(&object, key).filter(|v| v.is_finite() && *v > 0.0).map(|s| s * 1e3);
-        let prefill_ms = seconds("prefill_latency");
-        let decode_ms = seconds("median_decode_latency");
-        if prefill_ms.is_none() && decode_ms.is_none() {
-            warnings.push(format!("{path}: line {line}: no prefill_latency or median_decode_latency"));
-            continue;
-        }
-        points.push(MeasuredPoint {
-            workload: Workload::StaticBatch {
-                batch,
-                isl_tokens,
-                osl_tokens,
-            },
-            measured: MeasuredMetrics {
-                ttft_ms: prefill_ms.map(Summary::mean_only),
-                itl_ms: decode_ms.map(|ms| Summary {
-                    p50: Some(ms),
-                    ..Summary::default()
-                }),
-                e2e_ms: seconds("total_latency").map(Summary::mean_only),
-                ..MeasuredMetrics::default()
-            },
-            provenance: Provenance {
-                path: path.into(),
-                kind: SourceKind::BenchOneBatch,
-                label: format!("line {line} batch={batch} isl={isl_tokens} osl={osl_tokens}"),
-            },
-        });
+    parse_points(text, path, "bench_one_batch", bench_one_batch_point)
+}
+
+fn bench_one_batch_point(object: &Value, path: &str, line: usize) -> std::result::Result<MeasuredPoint, String> {
+    let batch = positive_u64(field(object, "batch_size"));
+    let isl = positive_u64(field(object, "input_len"));
+    let osl = positive_u64(field(object, "output_len"));
+    let (Some(batch), Some(isl_tokens), Some(osl_tokens)) = (batch, isl, osl) else {
+        return Err("needs batch_size, input_len and output_len".into());
+    };
+    let seconds = |key: &str| field(object, key).filter(|v| v.is_finite() && *v > 0.0).map(|s| s * 1e3);
+    let prefill_ms = seconds("prefill_latency");
+    let decode_ms = seconds("median_decode_latency");
+    if prefill_ms.is_none() && decode_ms.is_none() {
+        return Err("no prefill_latency or median_decode_latency".into());
     }
-    if points.is_empty() && !warnings.is_empty() {
-        return Err(Error::BadSource {
+    Ok(MeasuredPoint {
+        workload: Workload::StaticBatch {
+            batch,
+            isl_tokens,
+            osl_tokens,
+        },
+        measured: MeasuredMetrics {
+            ttft_ms: prefill_ms.map(Summary::mean_only),
+            itl_ms: decode_ms.map(|ms| Summary {
+                p50: Some(ms),
+                ..Summary::default()
+            }),
+            e2e_ms: seconds("total_latency").map(Summary::mean_only),
+            ..MeasuredMetrics::default()
+        },
+        provenance: Provenance {
             path: path.into(),
-            message: format!("no usable bench_one_batch line ({})", warnings.join("; ")),
-        });
-    }
-    Ok((points, warnings))
+            kind: SourceKind::BenchOneBatch,
+            label: format!("line {line} batch={batch} isl={isl_tokens} osl={osl_tokens}"),
+        },
+    })
 }
