@@ -16,7 +16,7 @@ use crate::model::gpu::GpuSpec;
 use crate::model::mapping::ParallelMapping;
 use crate::model::ops::{ExtendRequest, RankBatch};
 use crate::model::quant::WeightDtype;
-use crate::model::server_args::{MoeA2aBackend, ServerArgs};
+use crate::model::server_args::ServerArgs;
 use crate::model::step::{EngineConfig, StepModel};
 
 use super::measurements::{gpu_name, MeasurementRow};
@@ -211,10 +211,7 @@ pub fn saturated_step(
     let mut args = ServerArgs::sglang_defaults();
     args.mem_fraction_static = Some(0.8);
     if mapping.dp_attention() && mapping.ep() > 1 {
-        args.moe_a2a_backend = MoeA2aBackend::Deepep;
-        args.moe_dense_tp1 = true;
-        args.enable_dp_lm_head = true;
-        args.enable_two_batch_overlap = setup.two_batch_overlap;
+        args.use_large_ep_layout(setup.two_batch_overlap);
         args.ep_num_redundant_experts = redundant;
     }
     if let Phase::Decode { batch_per_rank, .. } = setup.phase {

@@ -151,6 +151,15 @@ impl ServerArgs {
         }
     }
 
+    /// SGLang's large-scale expert-parallel layout for a DEP engine: DeepEP dispatch and combine, dense
+    /// MLP layers and LM head data-parallel, and two-batch overlap when asked.
+    pub fn use_large_ep_layout(&mut self, two_batch_overlap: bool) {
+        self.moe_a2a_backend = MoeA2aBackend::Deepep;
+        self.moe_dense_tp1 = true;
+        self.enable_dp_lm_head = true;
+        self.enable_two_batch_overlap = two_batch_overlap;
+    }
+
     /// Fills SGLang's defaults for a GPU and mapping and checks ranges.
     pub fn resolve(&self, gpu: &GpuSpec, mapping: &ParallelMapping) -> Result<ResolvedServerArgs> {
         let memory_gib = gpu.memory_gib();

@@ -146,9 +146,8 @@ fn build_step(
     // DEP behind DeepEP runs SGLang's large-scale EP layout: dense layers and LM head data-parallel,
     // and two-batch overlap once DeepEP crosses RDMA (more ranks than one NVLink domain).
     if mapping.dp_attention() && mapping.ep() > 1 && server_args.moe_a2a_backend == MoeA2aBackend::Deepep {
-        server_args.moe_dense_tp1 = true;
-        server_args.enable_dp_lm_head = true;
-        server_args.enable_two_batch_overlap |= mapping.n_gpus() > gpu.nvlink_domain_size.max(gpu.gpus_per_node);
+        let across_nodes = mapping.n_gpus() > gpu.nvlink_domain_size.max(gpu.gpus_per_node);
+        server_args.use_large_ep_layout(server_args.enable_two_batch_overlap || across_nodes);
     }
     StepModel::new(EngineConfig {
         model: config.model.clone(),
