@@ -4,6 +4,7 @@ mod bench;
 mod calibrate;
 mod calibrate_live;
 mod cli;
+mod kernel_accuracy;
 mod regression;
 mod search;
 mod tidy;

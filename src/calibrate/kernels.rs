@@ -10,8 +10,9 @@ use serde::Serialize;
 use super::error::{Error, Result};
 use super::validate::quantile;
 use crate::model::coefficients::{Coefficients, COEFFICIENT_INFO};
-use crate::model::cost::{allreduce_s, cost_op, gemm_compute_dtype, nccl_s, NcclOp};
+use crate::model::cost::{allreduce_s, cost_op, gemm_compute_dtype, moe_cost, nccl_s, ExpertLoad, MoeKernel, MoeWork, NcclOp};
 use crate::model::gpu::GpuSpec;
+use crate::model::moe_shapes::{builtin_moe_shapes, moe_shape_factors, MoeShape, MoeShapeFactors};
 use crate::model::ops::{AttentionKernel, ExtendRequest, Op, OpKind};
 use crate::model::quant::{ComputeDtype, WeightDtype};
 
@@ -84,6 +85,14 @@ pub enum KernelShape {
         ep: u64,
         /// Weight format.
         weights: WeightDtype,
+        /// How the collector routed the tokens.
+        routing: MoeRouting,
+        /// Tokens entering the kernel on rank 0 under that routing.
+        tokens_in: u64,
+        /// Token slots per local expert under that routing ([`collector_moe_loads`]).
+        loads: Vec<ExpertLoad>,
+        /// Where the row comes from (model and mapping), for the shape table.
+        source: String,
     },
     /// A collective over `n_ranks` of a `bytes` buffer (all-reduce buffer, or gathered output).
     Collective {
@@ -93,6 +102,31 @@ pub enum KernelShape {
         bytes: f64,
         /// Which implementation ran.
         path: CollectivePath,
+    },
+}
+
+/// How AIConfigurator's MoE collector (collector/sglang/collect_moe.py and collector/helper.py, the
+/// version that collected aiconfigurator-core 0.12.0's SGLang 0.5.14 tables) fed tokens to the kernel.
+/// Every row uses `balanced_logits`: token `t` picks experts `(t + j * stride) % E` for `j < top_k`,
+/// `stride = ceil(E / top_k)` (`t * stride / T + j * stride` when `T < stride`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoeRouting {
+    /// `fused_moe` called directly (Qwen3, Mixtral). At EP > 1 `build_rank0_workloads` keeps the tokens
+    /// with at least one expert on rank 0 (experts `0 .. E/EP`); their remote slots get expert id -1 and
+    /// weight 0, and `run_op` clamps the ids to 0, so local expert 0 also computes every remote slot.
+    Plain,
+    /// SGLang's MoE layer with its own top-k (Llama-4): every token enters and slots of experts on other
+    /// ranks are dropped.
+    Layer,
+    /// The same with grouped top-k (DeepSeek-V3: 8 expert groups, the best 4 kept). Balanced logits put
+    /// one picked expert in every group, so all groups tie and the lowest 4 win (`torch.topk` keeps the
+    /// lower index); each token keeps its picks in those groups and fills the rest of its `top_k` with
+    /// the lowest-numbered experts of those groups, so only 128 of 256 experts ever get tokens.
+    LayerGrouped {
+        /// Expert groups.
+        groups: u64,
+        /// Groups kept per token.
+        topk_groups: u64,
     },
 }
 
@@ -263,7 +297,19 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
             ) else {
                 continue;
             };
+            let model = record.get("model_hint").map(String::as_str).unwrap_or("");
+            let routing = if model.starts_with("DeepSeek") {
+                // DeepSeek-V3's config.json: `n_group = 8`, `topk_group = 4`.
+                MoeRouting::LayerGrouped { groups: 8, topk_groups: 4 }
+            } else if model.starts_with("Llama-4") {
+                MoeRouting::Layer
+            } else {
+                MoeRouting::Plain
+            };
+            let (tokens_in, loads) = collector_moe_loads(tokens as u64, top_k as u64, n_experts as u64, ep as u64, routing);
             let shape = KernelShape::Moe {
+                tokens_in,
+                loads,
                 tokens: tokens as u64,
                 hidden: hidden as u64,
                 intermediate: intermediate as u64,
@@ -272,6 +318,8 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
                 moe_tp: moe_tp as u64,
                 ep: ep as u64,
                 weights,
+                routing,
+                source: format!("AIC 0.12.0 SGLang 0.5.14 {model} tp{moe_tp} ep{ep}"),
             };
             samples.push(KernelSample {
                 family: format!("moe_{}", if weights == WeightDtype::Bf16 { "bf16" } else { "fp8" }),
@@ -310,10 +358,15 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     Ok(samples)
 }
 
-/// Predicted time of a measured kernel, microseconds.
+/// Predicted time of a measured kernel, microseconds, with the bundled MoE shape table.
 ///
 /// Microbenchmarks run in short bursts at boost clock, so the sustained-clock derate is not applied.
 pub fn predict_us(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coefficients) -> f64 {
+    predict_us_with(sample, gpu, coefficients, builtin_moe_shapes())
+}
+
+/// [`predict_us`] with MoE shape factors from `moe_table`.
+pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coefficients, moe_table: &[MoeShapeFactors]) -> f64 {
     let mut burst = coefficients.clone();
     burst.sustained_clock_ratio = 1.0;
     let coefficients = &burst;
@@ -384,25 +437,34 @@ pub fn predict_us(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coefficie
             })
         }
         KernelShape::Moe {
-            tokens,
             hidden,
             intermediate,
-            top_k,
-            n_experts,
             moe_tp,
             ep,
             weights,
-        } => op(OpKind::MoeExperts {
-            global_tokens: *tokens,
-            top_k: *top_k,
-            n_experts: *n_experts,
-            ep: *ep,
-            moe_tp: *moe_tp,
-            hidden: *hidden,
-            intermediate: *intermediate,
-            weights: *weights,
-            deepgemm: false,
-        }),
+            routing,
+            tokens_in,
+            loads,
+            ..
+        } => {
+            let shape = moe_sample_shape(sample).expect("a MoE sample");
+            let work = MoeWork {
+                tokens_in: *tokens_in as f64,
+                loads,
+                hidden: *hidden,
+                slice: *intermediate / (*moe_tp).max(1),
+                weights: *weights,
+                // The plain path at EP 1 runs `select_experts` and three `copy_`s of its output into the
+                // static top-k tensors on every call (`run_op`); at EP > 1 a `clamp` replaces them.
+                extra_kernels: match (*routing, *ep) {
+                    (MoeRouting::Plain, 1) => 3.0,
+                    (MoeRouting::Plain, _) => 1.0,
+                    _ => 0.0,
+                },
+            };
+            let factors = moe_shape_factors(moe_table, &gpu.name, &shape, false);
+            moe_cost(&work, MoeKernel::Triton(factors), gpu, coefficients).total_s() * 1e6
+        }
         KernelShape::Collective { n_ranks, bytes, path } => {
             let seconds = match path {
                 CollectivePath::SglangAllReduce => allreduce_s(gpu, coefficients, *n_ranks, *bytes),
@@ -416,6 +478,155 @@ pub fn predict_us(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coefficie
             seconds * 1e6
         }
     }
+}
+
+/// The expert shape a MoE sample ran (what selects its tuned kernel config); `None` for other samples.
+pub fn moe_sample_shape(sample: &KernelSample) -> Option<MoeShape> {
+    match &sample.shape {
+        KernelShape::Moe {
+            hidden,
+            intermediate,
+            n_experts,
+            moe_tp,
+            ep,
+            weights,
+            ..
+        } => Some(MoeShape {
+            weights: *weights,
+            hidden: *hidden,
+            slice: *intermediate / (*moe_tp).max(1),
+            local_experts: *n_experts / (*ep).max(1),
+        }),
+        _ => None,
+    }
+}
+
+/// Which experts each token picks under AIConfigurator's `balanced_logits`.
+fn balanced_picks(tokens: u64, n_experts: u64, top_k: u64, token: u64) -> impl Iterator<Item = u64> {
+    let stride = n_experts.div_ceil(top_k);
+    (0..top_k).map(move |j| {
+        if tokens >= stride {
+            (token + j * stride) % n_experts
+        } else {
+            // `(token * stride / num_tokens + j * stride) % num_experts`, truncated by `.long()`.
+            ((token as f64 * stride as f64 / tokens as f64 + (j * stride) as f64).floor() as u64) % n_experts
+        }
+    })
+}
+
+/// The work AIConfigurator's collector hands rank 0's fused-MoE kernel for a row: the tokens entering
+/// the kernel and the token slots of each local expert that gets any (see [`MoeRouting`]).
+pub fn collector_moe_loads(tokens: u64, top_k: u64, n_experts: u64, ep: u64, routing: MoeRouting) -> (u64, Vec<ExpertLoad>) {
+    let local = n_experts / ep.max(1);
+    let mut counts = vec![0u64; local as usize];
+    let mut tokens_in = 0u64;
+    let mut picks = Vec::with_capacity(top_k as usize);
+    for token in 0..tokens {
+        picks.clear();
+        picks.extend(balanced_picks(tokens, n_experts, top_k, token));
+        if let MoeRouting::LayerGrouped { groups, topk_groups } = routing {
+            let kept_experts = n_experts / groups * topk_groups;
+            picks.retain(|&e| e < kept_experts);
+            let mut filler = 0;
+            while (picks.len() as u64) < top_k && filler < kept_experts {
+                if !picks.contains(&filler) {
+                    picks.push(filler);
+                }
+                filler += 1;
+            }
+        }
+        let local_slots = picks.iter().filter(|&&e| e < local).count();
+        match routing {
+            MoeRouting::Plain if ep > 1 => {
+                if local_slots == 0 {
+                    continue;
+                }
+                tokens_in += 1;
+                for &e in &picks {
+                    counts[if e < local { e as usize } else { 0 }] += 1;
+                }
+            }
+            _ => {
+                tokens_in += 1;
+                for &e in picks.iter().filter(|&&e| e < local) {
+                    counts[e as usize] += 1;
+                }
+            }
+        }
+    }
+    let mut histogram: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+    for count in counts.into_iter().filter(|&c| c > 0) {
+        *histogram.entry(count).or_default() += 1.0;
+    }
+    let loads = histogram
+        .into_iter()
+        .map(|(tokens, experts)| ExpertLoad {
+            experts,
+            tokens: tokens as f64,
+        })
+        .collect();
+    (tokens_in, loads)
+}
+
+/// Fits, for each MoE shape among `samples`, the factors on the MoE compute and memory efficiencies
+/// (coordinate search in log space over 0.25–4, minimising squared log error), with `coefficients` fixed.
+pub fn fit_moe_shapes(samples: &[KernelSample], gpu: &GpuSpec, coefficients: &Coefficients) -> Vec<MoeShapeFactors> {
+    let mut shapes: Vec<(MoeShape, String, bool)> = Vec::new();
+    for sample in samples {
+        if let (Some(shape), KernelShape::Moe { source, routing, ep, .. }) = (moe_sample_shape(sample), &sample.shape) {
+            let serving = !(*routing == MoeRouting::Plain && *ep > 1);
+            match shapes.iter_mut().find(|(s, _, _)| *s == shape) {
+                Some(entry) => entry.2 &= serving,
+                None => shapes.push((shape, source.clone(), serving)),
+            }
+        }
+    }
+    shapes
+        .into_iter()
+        .map(|(shape, source, serving)| {
+            let members: Vec<&KernelSample> = samples.iter().filter(|s| moe_sample_shape(s) == Some(shape)).collect();
+            let entry = |compute_factor: f64, mem_factor: f64| MoeShapeFactors {
+                gpu: gpu.name.clone(),
+                shape,
+                compute_factor,
+                mem_factor,
+                rows: members.len(),
+                median_ape: 0.0,
+                serving,
+                source: source.clone(),
+            };
+            let errors = |factors: &MoeShapeFactors| -> Vec<f64> {
+                let table = std::slice::from_ref(factors);
+                members
+                    .iter()
+                    .map(|s| predict_us_with(s, gpu, coefficients, table) / s.time_us)
+                    .collect()
+            };
+            let loss = |factors: &MoeShapeFactors| errors(factors).iter().map(|r| r.ln().powi(2)).sum::<f64>();
+            let mut best = entry(1.0, 1.0);
+            let mut best_loss = loss(&best);
+            for _round in 0..4 {
+                for which in 0..2 {
+                    for step in 0..=80 {
+                        let value = 0.25 * 16f64.powf(step as f64 / 80.0);
+                        let trial = if which == 0 {
+                            entry(value, best.mem_factor)
+                        } else {
+                            entry(best.compute_factor, value)
+                        };
+                        let trial_loss = loss(&trial);
+                        if trial_loss < best_loss {
+                            best_loss = trial_loss;
+                            best = trial;
+                        }
+                    }
+                }
+            }
+            let mut ape: Vec<f64> = errors(&best).iter().map(|r| (r - 1.0).abs() * 100.0).collect();
+            best.median_ape = quantile(&mut ape, 0.5);
+            best
+        })
+        .collect()
 }
 
 /// Error statistics of one kernel family.
@@ -433,8 +644,18 @@ pub struct FamilyError {
     pub median_signed: f64,
 }
 
-/// Per-family errors of the cost model on measured kernels.
+/// Per-family errors of the cost model on measured kernels, with the bundled MoE shape table.
 pub fn family_errors(samples: &[KernelSample], gpu: &GpuSpec, coefficients: &Coefficients) -> Vec<FamilyError> {
+    family_errors_with(samples, gpu, coefficients, builtin_moe_shapes())
+}
+
+/// [`family_errors`] with MoE shape factors from `moe_table`.
+pub fn family_errors_with(
+    samples: &[KernelSample],
+    gpu: &GpuSpec,
+    coefficients: &Coefficients,
+    moe_table: &[MoeShapeFactors],
+) -> Vec<FamilyError> {
     let mut families: Vec<String> = samples.iter().map(|s| s.family.clone()).collect();
     families.sort();
     families.dedup();
@@ -444,7 +665,7 @@ pub fn family_errors(samples: &[KernelSample], gpu: &GpuSpec, coefficients: &Coe
             let signed: Vec<f64> = samples
                 .iter()
                 .filter(|s| s.family == family)
-                .map(|s| (predict_us(s, gpu, coefficients) / s.time_us - 1.0) * 100.0)
+                .map(|s| (predict_us_with(s, gpu, coefficients, moe_table) / s.time_us - 1.0) * 100.0)
                 .collect();
             let mut ape: Vec<f64> = signed.iter().map(|e| e.abs()).collect();
             let mut signed = signed;
@@ -467,7 +688,7 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
         "attn_prefill" => &["attn_prefill_eff", "attn_prefill_half_tokens"],
         "attn_decode" => &["attn_decode_mem_eff"],
         "nccl_all_reduce" | "nccl_all_gather" => &["nccl_latency_us", "nccl_step_us", "nccl_bw_eff"],
-        "moe_fp8" | "moe_bf16" => &["moe_compute_eff", "moe_mem_eff"],
+        "moe_bf16" | "moe_fp8" => &["moe_compute_eff", "moe_fp8_compute_eff", "moe_mem_eff"],
         "custom_allreduce" => &["allreduce_latency_us", "allreduce_peer_us", "comm_bw_eff"],
         _ => &[],
     }
@@ -484,8 +705,7 @@ pub const FIT_ORDER: &[&str] = &[
     "attn_decode",
     "nccl_all_reduce+nccl_all_gather",
     "custom_allreduce",
-    "moe_fp8",
-    "moe_bf16",
+    "moe_bf16+moe_fp8",
 ];
 
 /// Fits, family by family, the coefficients the family identifies: coordinate search in log space
@@ -577,6 +797,92 @@ mod tests {
 
     use super::*;
     use crate::model::gpu::GpuCatalog;
+
+    #[test]
+    fn collector_moe_loads_follow_aic_conventions() {
+        // 128 experts, top-8, EP 1: stride 16, every expert gets T*8/128 slots.
+        let (tokens_in, loads) = collector_moe_loads(256, 8, 128, 1, MoeRouting::Plain);
+        assert_eq!(tokens_in, 256);
+        assert_eq!(
+            loads,
+            vec![ExpertLoad {
+                experts: 128.0,
+                tokens: 16.0
+            }]
+        );
+        // EP 32 (experts 0..3 local): a quarter of the tokens enter with one local slot each, and their
+        // seven remote slots land on expert 0 (clamped from -1).
+        let (tokens_in, loads) = collector_moe_loads(256, 8, 128, 32, MoeRouting::Plain);
+        assert_eq!(tokens_in, 64);
+        let slots: f64 = loads.iter().map(|l| l.experts * l.tokens).sum();
+        assert_eq!(slots, 64.0 * 8.0);
+        assert!(
+            loads.contains(&ExpertLoad {
+                experts: 1.0,
+                tokens: 16.0 + 64.0 * 7.0
+            }),
+            "{loads:?}"
+        );
+        // DeepSeek-V3's grouped top-k: only the 128 experts of groups 0..3 get slots, so EP 2 equals EP 1.
+        let grouped = MoeRouting::LayerGrouped { groups: 8, topk_groups: 4 };
+        let one = collector_moe_loads(64, 8, 256, 1, grouped);
+        let two = collector_moe_loads(64, 8, 256, 2, grouped);
+        assert_eq!(one, two);
+        let active: f64 = one.1.iter().map(|l| l.experts).sum();
+        assert_eq!(active, 128.0);
+    }
+
+    #[test]
+    fn moe_shape_fit_recovers_known_factors() {
+        let gpu = GpuCatalog::builtin().unwrap().find("h200").unwrap().clone();
+        let coefficients = Coefficients::defaults();
+        let truth = MoeShapeFactors {
+            gpu: gpu.name.clone(),
+            shape: MoeShape {
+                weights: WeightDtype::Bf16,
+                hidden: 2048,
+                slice: 768,
+                local_experts: 128,
+            },
+            compute_factor: 0.7,
+            mem_factor: 1.2,
+            rows: 0,
+            median_ape: 0.0,
+            serving: true,
+            source: "synthetic".into(),
+        };
+        let samples: Vec<KernelSample> = [1u64, 8, 64, 512, 4096, 16384]
+            .iter()
+            .map(|&tokens| {
+                let (tokens_in, loads) = collector_moe_loads(tokens, 8, 128, 1, MoeRouting::Plain);
+                let mut sample = KernelSample {
+                    family: "moe_bf16".into(),
+                    shape: KernelShape::Moe {
+                        tokens,
+                        hidden: 2048,
+                        intermediate: 768,
+                        top_k: 8,
+                        n_experts: 128,
+                        moe_tp: 1,
+                        ep: 1,
+                        weights: WeightDtype::Bf16,
+                        routing: MoeRouting::Plain,
+                        tokens_in,
+                        loads,
+                        source: "synthetic".into(),
+                    },
+                    time_us: 0.0,
+                };
+                sample.time_us = predict_us_with(&sample, &gpu, &coefficients, std::slice::from_ref(&truth));
+                sample
+            })
+            .collect();
+        let fitted = fit_moe_shapes(&samples, &gpu, &coefficients);
+        assert_eq!(fitted.len(), 1);
+        assert!((fitted[0].compute_factor / 0.7 - 1.0).abs() < 0.05, "{:?}", fitted[0]);
+        assert!((fitted[0].mem_factor / 1.2 - 1.0).abs() < 0.05, "{:?}", fitted[0]);
+        assert!(fitted[0].median_ape < 2.0 && fitted[0].serving, "{:?}", fitted[0]);
+    }
 
     #[test]
     fn fit_recovers_a_known_gemm_efficiency() {

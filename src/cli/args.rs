@@ -55,9 +55,12 @@ pub struct KernelsArgs {
     /// Coefficient profile to start from instead of the defaults.
     #[arg(long)]
     pub profile: Option<PathBuf>,
-    /// Fit the coefficients each family identifies and report errors after the fit.
+    /// Fit the coefficients each family identifies (and each MoE shape's efficiency factors) and report errors after the fit.
     #[arg(long)]
     pub fit: bool,
+    /// Write the fitted MoE shape factors as a `data/moe_shapes.csv` table (rows for this GPU only).
+    #[arg(long, value_name = "FILE")]
+    pub moe_shapes_out: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

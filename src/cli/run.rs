@@ -268,7 +268,10 @@ pub fn validate(args: &ValidateArgs) -> Result<Outcome> {
 
 /// `sglsim kernels`.
 pub fn kernels(args: &KernelsArgs) -> Result<Outcome> {
-    use sglsim::calibrate::kernels::{family_errors, fit_families, parse_collectives, parse_kernels, FIT_ORDER};
+    use sglsim::calibrate::kernels::{
+        family_errors, family_errors_with, fit_families, fit_moe_shapes, parse_collectives, parse_kernels, FIT_ORDER,
+    };
+    use sglsim::model::moe_shapes::MOE_SHAPES_HEADER;
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
     let mut samples = Vec::new();
     for path in &args.kernels {
@@ -289,7 +292,23 @@ pub fn kernels(args: &KernelsArgs) -> Result<Outcome> {
     } else {
         None
     };
-    let after = fitted.as_ref().map(|c| family_errors(&samples, &gpu, c));
+    // Shape factors are fitted on top of the fitted MoE coefficients, or of the starting ones when the
+    // caller only wants the table (`--moe-shapes-out` without `--fit`).
+    let moe_shapes = (args.fit || args.moe_shapes_out.is_some())
+        .then(|| fit_moe_shapes(&samples, &gpu, fitted.as_ref().unwrap_or(&start)))
+        .filter(|table| !table.is_empty());
+    if let (Some(path), Some(table)) = (&args.moe_shapes_out, &moe_shapes) {
+        let mut text = format!("{MOE_SHAPES_HEADER}\n");
+        for row in table {
+            text.push_str(&row.to_csv_line());
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let after = fitted.as_ref().map(|c| match &moe_shapes {
+        Some(table) => family_errors_with(&samples, &gpu, c, table),
+        None => family_errors(&samples, &gpu, c),
+    });
     if args.json {
         let value = serde_json::json!({"gpu": gpu.name, "before": before, "after": after, "fitted": fitted});
         return Ok(Outcome::Done(serde_json::to_string_pretty(&value)?));
@@ -309,7 +328,15 @@ pub fn kernels(args: &KernelsArgs) -> Result<Outcome> {
     };
     table(&mut out, "with the starting coefficients:", &before);
     if let (Some(after), Some(fitted)) = (&after, &fitted) {
-        table(&mut out, "after fitting each family's coefficients:", after);
+        table(
+            &mut out,
+            if moe_shapes.is_some() {
+                "after fitting each family's coefficients (and the MoE shape factors):"
+            } else {
+                "after fitting each family's coefficients:"
+            },
+            after,
+        );
         out.push_str("\nfitted coefficients (TOML):\n");
         out.push_str(&toml::to_string(fitted)?);
     }

@@ -94,9 +94,14 @@ coefficients! {
     attn_prefill_half_tokens: "tokens", 1.0 ..= 8192.0;
     /// Fraction of HBM bandwidth that decode attention reaches while reading the KV cache.
     attn_decode_mem_eff: "fraction", 0.15 ..= 0.95;
-    /// Fraction of the tensor-core peak that fused/grouped MoE GEMMs reach with many tokens per expert.
+    /// Fraction of the BF16 tensor-core peak that SGLang's Triton fused-MoE GEMMs reach (before the per-shape
+    /// factor of `data/moe_shapes.csv`).
     moe_compute_eff: "fraction", 0.15 ..= 0.9;
-    /// Fraction of HBM bandwidth that MoE kernels reach while streaming expert weights.
+    /// Fraction of the FP8 tensor-core peak that the Triton fused-MoE GEMMs reach with FP8 weights (block
+    /// scales applied in the inner loop; before the per-shape factor).
+    moe_fp8_compute_eff: "fraction", 0.1 ..= 0.9;
+    /// Fraction of HBM bandwidth that the fused-MoE GEMMs reach while streaming expert weights (before the
+    /// per-shape factor).
     moe_mem_eff: "fraction", 0.15 ..= 0.95;
     /// Load of the busiest expert-parallel rank over the mean, for large batches without EPLB.
     moe_ep_imbalance: "ratio", 1.0 ..= 2.5;

@@ -8,11 +8,126 @@
 
 use super::coefficients::Coefficients;
 use super::gpu::GpuSpec;
+use super::moe_shapes::{builtin_moe_shapes, moe_shape_factors, MoeShape};
 use super::ops::{AttentionKernel, Op, OpKind};
 use super::quant::{ComputeDtype, WeightDtype};
 
-/// Kernels of one fused-MoE layer at decode: top-k, align/sort, up GEMM, activation, down GEMM, weighted sum.
+/// Kernels of SGLang's Triton fused MoE with BF16 weights (python/sglang/srt/layers/moe/fused_moe_triton/
+/// fused_moe.py `fused_experts_impl`): top-k, `moe_align_block_size`, up GEMM, `silu_and_mul`, down GEMM,
+/// `moe_sum_reduce`.
 const MOE_KERNELS: f64 = 6.0;
+/// FP8 weights add an activation quantisation before each of the two GEMMs.
+const MOE_FP8_QUANT_KERNELS: f64 = 2.0;
+
+/// Experts of one rank that each receive the same number of token slots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExpertLoad {
+    /// Experts (fractional where it is an expectation).
+    pub experts: f64,
+    /// Token slots each of them receives.
+    pub tokens: f64,
+}
+
+/// What one fused-MoE layer processes on one rank.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MoeWork<'a> {
+    /// Tokens entering the layer on this rank (rows of the hidden-state input).
+    pub tokens_in: f64,
+    /// Token slots per local expert, grouped; experts with no slot are left out.
+    pub loads: &'a [ExpertLoad],
+    /// Hidden size.
+    pub hidden: u64,
+    /// Intermediate size of one expert on this rank (after the expert tensor split).
+    pub slice: u64,
+    /// Weight format.
+    pub weights: WeightDtype,
+    /// Kernels beyond the fused MoE's own (e.g. a separate routing step), priced at the kernel floor.
+    pub extra_kernels: f64,
+}
+
+/// Which expert GEMMs run the layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MoeKernel {
+    /// SGLang's Triton fused MoE, with the (compute, memory) efficiency factors of its shape
+    /// ([`super::moe_shapes`]).
+    Triton((f64, f64)),
+    /// DeepGEMM grouped GEMMs (DeepEP deployments), at `moe_deepgemm_eff`.
+    DeepGemm,
+}
+
+/// `BLOCK_SIZE_M` of the Triton fused-MoE GEMMs for a mean load per active expert: SGLang's tuned configs
+/// (fused_moe_triton/configs/) use 16-row blocks for decode-sized loads and 32, 64 and 128 rows as the
+/// tokens per expert grow.
+pub fn moe_block_m(tokens_per_expert: f64) -> f64 {
+    if tokens_per_expert <= 16.0 {
+        16.0
+    } else if tokens_per_expert <= 32.0 {
+        32.0
+    } else if tokens_per_expert <= 256.0 {
+        64.0
+    } else {
+        128.0
+    }
+}
+
+/// Time of one fused-MoE layer on one rank: each expert's token slots padded to whole `BLOCK_SIZE_M` row
+/// blocks (the GEMMs run whole blocks); the larger of that math and the stream of every active expert's
+/// weights; plus the activations each slot reads and writes between the kernels (gathered input,
+/// up-projection output, activation, down-projection output, weighted sum), which move at the
+/// element-wise rate; plus a floor per kernel.
+pub fn moe_cost(work: &MoeWork<'_>, kernel: MoeKernel, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCost {
+    let active: f64 = work.loads.iter().map(|l| l.experts).sum();
+    let slots: f64 = work.loads.iter().map(|l| l.experts * l.tokens).sum();
+    let mean_load = if active > 0.0 { slots / active } else { 0.0 };
+    let block = moe_block_m(mean_load);
+    let padded: f64 = work.loads.iter().map(|l| l.experts * (l.tokens / block).ceil() * block).sum();
+    let (hidden, slice) = (work.hidden as f64, work.slice as f64);
+    let compute_dtype = gemm_compute_dtype(gpu, work.weights);
+    let (compute_factor, mem_factor) = match kernel {
+        MoeKernel::Triton(factors) => factors,
+        MoeKernel::DeepGemm => (1.0, 1.0),
+    };
+    let efficiency = match (kernel, compute_dtype) {
+        (MoeKernel::DeepGemm, _) => coefficients.moe_deepgemm_eff,
+        (_, ComputeDtype::Bf16) => coefficients.moe_compute_eff,
+        _ => coefficients.moe_fp8_compute_eff,
+    } * compute_factor;
+    let rate = gpu.peak_flops_per_s(compute_dtype) * efficiency.min(1.0) * coefficients.sustained_clock_ratio;
+    let compute_s = 2.0 * 3.0 * hidden * slice * padded / rate;
+    let weights_s = active * 3.0 * hidden * slice * work.weights.bytes_per_param()
+        / (gpu.hbm_bytes_per_s * (coefficients.moe_mem_eff * mem_factor).min(1.0));
+    let activation_bytes = slots * (2.0 * hidden + 3.0 * slice) * 2.0 + work.tokens_in * hidden * 4.0;
+    let activations_s = activation_bytes / (gpu.hbm_bytes_per_s * coefficients.gemm_mem_eff);
+    // DeepEP dispatches FP8 activations already quantised and DeepGEMM reads them inside its grouped
+    // GEMMs, so there the activation traffic overlaps the math; the Triton path moves it between kernels.
+    let deepgemm = kernel == MoeKernel::DeepGemm;
+    let n_kernels = MOE_KERNELS
+        + if compute_dtype == ComputeDtype::Bf16 || deepgemm {
+            0.0
+        } else {
+            MOE_FP8_QUANT_KERNELS
+        }
+        + work.extra_kernels;
+    let (compute_s, memory_s) = if deepgemm {
+        let memory_s = weights_s + activations_s;
+        if compute_s >= memory_s {
+            (compute_s, 0.0)
+        } else {
+            (0.0, memory_s)
+        }
+    } else if compute_s >= weights_s {
+        (compute_s, activations_s)
+    } else {
+        (0.0, weights_s + activations_s)
+    };
+    OpCost {
+        compute_s,
+        memory_s,
+        comm_s: 0.0,
+        floor_s: n_kernels * coefficients.kernel_floor_us * 1e-6,
+        n_kernels,
+    }
+}
 
 /// Time of one op (all its repeats), seconds, split by what bounds it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -33,6 +148,17 @@ impl OpCost {
     /// Total seconds.
     pub fn total_s(&self) -> f64 {
         self.compute_s + self.memory_s + self.comm_s + self.floor_s
+    }
+
+    /// This cost repeated `times` times.
+    pub fn scaled(self, times: f64) -> OpCost {
+        OpCost {
+            compute_s: self.compute_s * times,
+            memory_s: self.memory_s * times,
+            comm_s: self.comm_s * times,
+            floor_s: self.floor_s * times,
+            n_kernels: self.n_kernels * times,
+        }
     }
 
     /// Adds another cost into this one.
@@ -183,22 +309,31 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             let active_local = (local_experts * hit_probability).max(1.0);
             let imbalance = if *ep > 1 { coefficients.moe_ep_imbalance } else { 1.0 };
             let rank_tokens = tokens * *top_k as f64 / *ep as f64 * imbalance;
-            let tokens_per_expert = rank_tokens / active_local;
-            let padded_tokens = active_local * (tokens_per_expert / 16.0).ceil() * 16.0;
-            let slice = *intermediate as f64 / *moe_tp as f64;
-            let flops = 2.0 * 3.0 * *hidden as f64 * slice * padded_tokens;
-            let efficiency = if *deepgemm {
-                coefficients.moe_deepgemm_eff
-            } else {
-                coefficients.moe_compute_eff
+            let slice = *intermediate / (*moe_tp).max(1);
+            let loads = [ExpertLoad {
+                experts: active_local,
+                tokens: rank_tokens / active_local,
+            }];
+            let work = MoeWork {
+                tokens_in: tokens / *ep as f64,
+                loads: &loads,
+                hidden: *hidden,
+                slice,
+                weights: *weights,
+                extra_kernels: 0.0,
             };
-            let rate = gpu.peak_flops_per_s(gemm_compute_dtype(gpu, *weights)) * efficiency * coefficients.sustained_clock_ratio;
-            let compute_s = flops / rate;
-            let bytes = active_local * 3.0 * *hidden as f64 * slice * weights.bytes_per_param()
-                + rank_tokens * (2.0 * *hidden as f64 + 3.0 * slice) * 2.0;
-            let memory_s = bytes / (hbm * coefficients.moe_mem_eff);
-            // Top-k, alignment/sort, up GEMM, activation, down GEMM, weighted sum: six kernels.
-            OpCost::bounded(compute_s, memory_s, MOE_KERNELS * floor_s, MOE_KERNELS, repeat)
+            let kernel = if *deepgemm {
+                MoeKernel::DeepGemm
+            } else {
+                let shape = MoeShape {
+                    weights: *weights,
+                    hidden: *hidden,
+                    slice,
+                    local_experts: (*n_experts / (*ep).max(1)),
+                };
+                MoeKernel::Triton(moe_shape_factors(builtin_moe_shapes(), &gpu.name, &shape, true))
+            };
+            moe_cost(&work, kernel, gpu, coefficients).scaled(repeat)
         }
         OpKind::Elementwise { bytes, n_kernels } => {
             let memory_s = bytes / (hbm * coefficients.gemm_mem_eff);
@@ -397,9 +532,41 @@ mod tests {
     use super::*;
     use crate::model::gpu::GpuCatalog;
     use crate::model::ops::ExtendRequest;
+    use crate::model::quant::WeightDtype;
 
     fn h100() -> GpuSpec {
         GpuCatalog::builtin().unwrap().find("h100-sxm").unwrap().clone()
+    }
+
+    #[test]
+    fn moe_pads_each_expert_to_whole_blocks_and_deepgemm_skips_the_quantisation_kernels() {
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let cost = |tokens: f64, kernel: MoeKernel, weights: WeightDtype| {
+            let loads = [ExpertLoad { experts: 8.0, tokens }];
+            let work = MoeWork {
+                tokens_in: 8.0 * tokens,
+                loads: &loads,
+                hidden: 4096,
+                slice: 1536,
+                weights,
+                extra_kernels: 0.0,
+            };
+            moe_cost(&work, kernel, &gpu, &coefficients)
+        };
+        let triton = MoeKernel::Triton((1.0, 1.0));
+        assert_eq!(moe_block_m(1.0), 16.0);
+        assert_eq!(moe_block_m(1000.0), 128.0);
+        // 257 slots per expert pad to three 128-row blocks, as 384 do.
+        let padded = cost(257.0, triton, WeightDtype::Bf16);
+        let full = cost(384.0, triton, WeightDtype::Bf16);
+        assert!((padded.compute_s / full.compute_s - 1.0).abs() < 1e-12, "{padded:?} {full:?}");
+        assert_eq!(cost(1.0, triton, WeightDtype::Bf16).n_kernels, 6.0);
+        assert_eq!(cost(1.0, triton, WeightDtype::Fp8Block).n_kernels, 8.0);
+        assert_eq!(cost(1.0, MoeKernel::DeepGemm, WeightDtype::Fp8Block).n_kernels, 6.0);
+        // A smaller memory factor slows the weight-bound decode case.
+        let slow = cost(1.0, MoeKernel::Triton((1.0, 0.5)), WeightDtype::Bf16);
+        assert!(slow.total_s() > cost(1.0, triton, WeightDtype::Bf16).total_s() * 1.5);
     }
 
     #[test]

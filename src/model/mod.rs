@@ -14,6 +14,7 @@ pub mod gpu;
 pub mod mapping;
 pub mod memory;
 pub mod model_catalog;
+pub mod moe_shapes;
 pub mod ops;
 pub mod quant;
 pub mod server_args;

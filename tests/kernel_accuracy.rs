@@ -1,0 +1,30 @@
+//! The cost model against measured kernel tables bundled in `data/measured/` (AIConfigurator 0.12.0's
+//! SGLang tables): per-family median error stays under the 10% target.
+
+use std::path::Path;
+
+use sglsim::calibrate::kernels::{family_errors, parse_kernels};
+use sglsim::model::coefficients::Coefficients;
+use sglsim::model::gpu::GpuCatalog;
+
+fn errors(gpu: &str, file: &str) -> Vec<(String, f64)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/measured/aic").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let samples = parse_kernels(&text, &path.display().to_string()).unwrap();
+    let gpu = GpuCatalog::builtin().unwrap().find(gpu).unwrap().clone();
+    family_errors(&samples, &gpu, &Coefficients::defaults())
+        .into_iter()
+        .map(|e| (e.family, e.median_ape))
+        .collect()
+}
+
+#[test]
+fn fused_moe_tables_stay_within_ten_percent() {
+    for (gpu, file) in [("h200", "h200_sxm_moe.csv"), ("h100", "h100_sxm_moe.csv")] {
+        let errors = errors(gpu, file);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        for (family, median) in errors {
+            assert!(median < 10.0, "{gpu} {family}: median {median:.1}%");
+        }
+    }
+}
