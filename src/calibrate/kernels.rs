@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::error::{Error, Result};
 use super::validate::quantile;
 use crate::model::coefficients::{Coefficients, COEFFICIENT_INFO};
-use crate::model::cost::{allreduce_s, cost_op, gemm_compute_dtype, moe_cost, nccl_s, ExpertLoad, MoeKernel, MoeWork, NcclOp};
+use crate::model::cost::{allreduce_s, cost_op, gemm_compute_dtype, moe_cost, nccl_with_s, ExpertLoad, MoeKernel, MoeWork, NcclOp, Nvls};
 use crate::model::gpu::GpuSpec;
 use crate::model::moe_shapes::{builtin_moe_shapes, moe_shape_factors, MoeShape, MoeShapeFactors};
 use crate::model::ops::{AttentionKernel, ExtendRequest, Op, OpKind};
@@ -20,8 +20,8 @@ use crate::model::quant::{ComputeDtype, WeightDtype};
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelSample {
     /// Op family: `gemm_bf16`, `gemm_fp8`, `attn_prefill`, `attn_decode`, `moe_bf16`, `moe_fp8`,
-    /// `custom_allreduce`, `custom_allreduce_eager`, `nccl_all_reduce`, `nccl_all_gather`, and our
-    /// torch.distributed NCCL rows `all_reduce`, `all_gather`.
+    /// `custom_allreduce`, `custom_allreduce_eager`, `nccl_all_reduce`, `nccl_all_gather`, `nccl_alltoall`,
+    /// and our torch.distributed NCCL rows `all_reduce`, `all_gather`.
     pub family: String,
     /// What was measured.
     pub shape: KernelShape,
@@ -137,10 +137,19 @@ pub enum CollectivePath {
     SglangAllReduce,
     /// The same, called eagerly: each call also pays the CPU launch of an eager kernel.
     SglangAllReduceEager,
-    /// NCCL all-reduce.
-    NcclAllReduce,
-    /// NCCL all-gather or reduce-scatter.
-    NcclAllGather,
+    /// NCCL called directly, as nccl-tests does, with NVLS as the measurement ran it.
+    NcclTests {
+        /// The collective.
+        op: NcclOp,
+        /// Whether NCCL could take NVLink SHARP.
+        nvls: Nvls,
+    },
+    /// NCCL through torch.distributed (ProcessGroupNCCL) inside a CUDA graph: NCCL plus the process group's
+    /// per-call overhead (`torch_process_group_call_us`).
+    TorchDistributed {
+        /// The collective.
+        op: NcclOp,
+    },
 }
 
 /// Reads a `*_kernels.csv`; attention rows are kept for the cuDNN backend only (the FA3-class
@@ -213,7 +222,8 @@ pub fn parse_kernels(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     Ok(samples)
 }
 
-/// Reads a `*_collectives.csv` (rows timed inside CUDA graphs, as SGLang's decode runs them).
+/// Reads a `*_collectives.csv` (rows timed inside CUDA graphs, as SGLang's decode runs them), measured with
+/// `NCCL_NVLS_ENABLE=0` through torch.distributed.
 pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     let mut samples = Vec::new();
     for record in records(text, path)? {
@@ -228,14 +238,18 @@ pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
             continue;
         };
         let op = record.get("op").map(String::as_str).unwrap_or("");
-        let (family, path) = match op {
-            "all_reduce" => ("all_reduce", CollectivePath::NcclAllReduce),
-            "all_gather_into_tensor" | "reduce_scatter_tensor" => ("all_gather", CollectivePath::NcclAllGather),
+        let (family, op) = match op {
+            "all_reduce" => ("all_reduce", NcclOp::AllReduce),
+            "all_gather_into_tensor" | "reduce_scatter_tensor" => ("all_gather", NcclOp::AllGather),
             _ => continue,
         };
         samples.push(KernelSample {
             family: family.into(),
-            shape: KernelShape::Collective { n_ranks, bytes, path },
+            shape: KernelShape::Collective {
+                n_ranks,
+                bytes,
+                path: CollectivePath::TorchDistributed { op },
+            },
             time_us,
         });
     }
@@ -269,8 +283,12 @@ fn records(text: &str, path: &str) -> Result<Vec<std::collections::BTreeMap<Stri
 /// `<gpu>_custom_allreduce.csv` (SGLang's `tensor_model_parallel_all_reduce`, AIC's
 /// collector/network/collect_all_reduce.py: custom all-reduce up to 8 MiB, NCCL above; `sglang_graph`
 /// rows are family `custom_allreduce`, `sglang_eager` rows `custom_allreduce_eager`) and `<gpu>_nccl.csv`
-/// (nccl-tests: families `nccl_all_reduce` and `nccl_all_gather`, reduce-scatter included; all-to-all
-/// rows are not read: the model's all-to-all is DeepEP's, not NCCL's).
+/// (nccl-tests: families `nccl_all_reduce`, `nccl_all_gather` with reduce-scatter, and `nccl_alltoall`).
+///
+/// nccl-tests runs NCCL with its defaults, NVLink SHARP included, which NCCL can use only for reductions of
+/// types the switch adds (half, not int8). The tables show it at 8 ranks only: their 2- and 4-rank half
+/// all-reduces take the int8 rows' time at every size, while at 8 ranks half reaches ~460 GB/s bus bandwidth
+/// where int8 stays at a ring's ~350. So half all-reduces over 8 ranks are priced with NVLS available.
 pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     let mut samples = Vec::new();
     for record in records(text, path)? {
@@ -329,11 +347,20 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         } else {
             // NCCL tables name the collective; SGLang's all-reduce table names the launch mode.
             let (family, path) = if record.contains_key("nccl_dtype") {
-                match record.get("op_name").map(String::as_str) {
-                    Some("all_reduce") => ("nccl_all_reduce", CollectivePath::NcclAllReduce),
-                    Some("all_gather") | Some("reduce_scatter") => ("nccl_all_gather", CollectivePath::NcclAllGather),
+                let n_ranks = number("num_gpus").unwrap_or(0.0);
+                let switch_reduces = record.get("nccl_dtype").map(String::as_str) == Some("half") && n_ranks == 8.0;
+                let (family, op) = match record.get("op_name").map(String::as_str) {
+                    Some("all_reduce") => ("nccl_all_reduce", NcclOp::AllReduce),
+                    Some("all_gather") | Some("reduce_scatter") => ("nccl_all_gather", NcclOp::AllGather),
+                    Some("alltoall") => ("nccl_alltoall", NcclOp::AllToAll),
                     _ => continue,
-                }
+                };
+                let nvls = if op == NcclOp::AllReduce && switch_reduces {
+                    Nvls::Available
+                } else {
+                    Nvls::Off
+                };
+                (family, CollectivePath::NcclTests { op, nvls })
             } else {
                 match record.get("backend").map(String::as_str) {
                     Some("sglang_graph") => ("custom_allreduce", CollectivePath::SglangAllReduce),
@@ -472,8 +499,11 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
                 CollectivePath::SglangAllReduceEager => {
                     allreduce_s(gpu, coefficients, *n_ranks, *bytes).max(coefficients.eager_launch_us * 1e-6)
                 }
-                CollectivePath::NcclAllReduce => nccl_s(gpu, coefficients, NcclOp::AllReduce, *n_ranks, *bytes),
-                CollectivePath::NcclAllGather => nccl_s(gpu, coefficients, NcclOp::AllGather, *n_ranks, *bytes),
+                CollectivePath::NcclTests { op, nvls } => nccl_with_s(gpu, coefficients, *op, *n_ranks, *bytes, *nvls),
+                // Measured with NVLS off (data/measured/README.md).
+                CollectivePath::TorchDistributed { op } => {
+                    nccl_with_s(gpu, coefficients, *op, *n_ranks, *bytes, Nvls::Off) + coefficients.torch_process_group_call_us * 1e-6
+                }
             };
             seconds * 1e6
         }
@@ -687,29 +717,41 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
         "gemm_fp8" => &["gemm_fp8_eff"],
         "attn_prefill" => &["attn_prefill_eff", "attn_prefill_half_tokens"],
         "attn_decode" => &["attn_decode_mem_eff"],
-        "nccl_all_reduce" | "nccl_all_gather" => &["nccl_latency_us", "nccl_step_us", "nccl_bw_eff"],
+        "nccl_all_reduce" | "nccl_all_gather" => &[
+            "nccl_latency_us",
+            "nccl_step_us",
+            "nccl_ll128_latency_us",
+            "nccl_simple_latency_us",
+            "nccl_bw_eff",
+            "nccl_nvls_latency_us",
+            "nccl_nvls_bw_eff",
+        ],
+        "nccl_alltoall" => &["nccl_p2p_ll_latency_us", "nccl_p2p_simple_latency_us"],
+        "all_reduce" | "all_gather" => &["torch_process_group_call_us"],
         "moe_bf16" | "moe_fp8" => &["moe_compute_eff", "moe_fp8_compute_eff", "moe_mem_eff"],
         "custom_allreduce" => &["allreduce_latency_us", "allreduce_peer_us", "comm_bw_eff"],
         _ => &[],
     }
 }
 
-/// The families `sglsim kernels --fit` fits, in order. `a+b` fits families that share coefficients
-/// together. NCCL comes before the custom all-reduce, whose tables go to NCCL above 8 MiB; our
-/// torch.distributed rows (`all_reduce`, `all_gather`) are not fitted: they carry PyTorch's and the
-/// VM's overhead, which SGLang's pynccl calls inside CUDA graphs do not pay.
+/// The families `sglsim kernels --fit` fits, in order. `a+b` fits families together, over the union of
+/// the coefficients they identify. NCCL comes before the custom all-reduce, whose tables go to NCCL above
+/// 8 MiB, and before our torch.distributed rows (`all_reduce`, `all_gather`), which identify only the
+/// process group's per-call overhead on top of NCCL.
 pub const FIT_ORDER: &[&str] = &[
     "gemm_bf16",
     "gemm_fp8",
     "attn_prefill",
     "attn_decode",
-    "nccl_all_reduce+nccl_all_gather",
+    "nccl_all_reduce+nccl_all_gather+nccl_alltoall",
+    "all_reduce+all_gather",
     "custom_allreduce",
     "moe_bf16+moe_fp8",
 ];
 
 /// Fits, family by family, the coefficients the family identifies: coordinate search in log space
-/// over each coefficient's plausible range, minimising the sum of squared log errors.
+/// over each coefficient's plausible range (a coarse grid, then a fine one around its best point),
+/// minimising the sum of squared log errors.
 pub fn fit_families(samples: &[KernelSample], gpu: &GpuSpec, start: &Coefficients, families: &[&str]) -> Result<Coefficients> {
     let mut values = start.to_vec();
     for family in families {
@@ -718,10 +760,15 @@ pub fn fit_families(samples: &[KernelSample], gpu: &GpuSpec, start: &Coefficient
         if members.is_empty() {
             continue;
         }
-        let indices: Vec<usize> = identified_coefficients(names[0])
-            .iter()
-            .filter_map(|name| COEFFICIENT_INFO.iter().position(|info| info.name == *name))
-            .collect();
+        let mut indices: Vec<usize> = Vec::new();
+        for name in names.iter().flat_map(|name| identified_coefficients(name)) {
+            let Some(index) = COEFFICIENT_INFO.iter().position(|info| info.name == *name) else {
+                continue;
+            };
+            if !indices.contains(&index) {
+                indices.push(index);
+            }
+        }
         let loss = |values: &[f64]| -> f64 {
             let Ok(coefficients) = Coefficients::from_slice(values) else {
                 return f64::INFINITY;
@@ -736,14 +783,22 @@ pub fn fit_families(samples: &[KernelSample], gpu: &GpuSpec, start: &Coefficient
                 let info = &COEFFICIENT_INFO[index];
                 let (low, high) = (info.min.max(1e-6), info.max);
                 let mut best = (loss(&values), values[index]);
-                for step in 0..=60 {
-                    let candidate = low * (high / low).powf(step as f64 / 60.0);
+                let try_value = |candidate: f64, best: &mut (f64, f64)| {
                     let mut trial = values.clone();
                     trial[index] = candidate;
                     let value = loss(&trial);
                     if value < best.0 {
-                        best = (value, candidate);
+                        *best = (value, candidate);
                     }
+                };
+                // A log grid over the range, then a finer one between the best point's neighbours.
+                let ratio = (high / low).powf(1.0 / 60.0);
+                for step in 0..=60 {
+                    try_value(low * ratio.powi(step), &mut best);
+                }
+                let centre = best.1;
+                for step in -10..=10 {
+                    try_value((centre * ratio.powf(f64::from(step) / 10.0)).clamp(low, high), &mut best);
                 }
                 values[index] = best.1;
             }
@@ -911,5 +966,91 @@ mod tests {
         assert!((fitted.gemm_bf16_eff / 0.6 - 1.0).abs() < 0.03, "{}", fitted.gemm_bf16_eff);
         let errors = family_errors(&samples, &gpu, &fitted);
         assert!(errors[0].median_ape < 3.0, "{:?}", errors);
+    }
+
+    #[test]
+    fn aic_nccl_rows_read_alltoall_and_nvls_only_for_half_all_reduce_over_8_ranks() {
+        let text = "framework,version,op_name,kernel_source,nccl_dtype,num_gpus,message_size,message_bytes,latency\n\
+            TRTLLM,2.29.2,all_reduce,NCCL,half,8,1024,2048,0.016\n\
+            TRTLLM,2.29.2,all_reduce,NCCL,int8,8,2048,2048,0.017\n\
+            TRTLLM,2.29.2,all_reduce,NCCL,half,4,1024,2048,0.010\n\
+            TRTLLM,2.29.2,all_gather,NCCL,half,8,1024,2048,0.010\n\
+            TRTLLM,2.29.2,alltoall,NCCL,half,8,1024,2048,0.007\n";
+        let samples = parse_kernels(text, "t.csv").unwrap();
+        let paths: Vec<(&str, CollectivePath)> = samples
+            .iter()
+            .map(|s| match s.shape {
+                KernelShape::Collective { path, .. } => (s.family.as_str(), path),
+                _ => panic!("{s:?}"),
+            })
+            .collect();
+        let nccl = |op, nvls| CollectivePath::NcclTests { op, nvls };
+        assert_eq!(
+            paths,
+            [
+                ("nccl_all_reduce", nccl(NcclOp::AllReduce, Nvls::Available)),
+                ("nccl_all_reduce", nccl(NcclOp::AllReduce, Nvls::Off)),
+                ("nccl_all_reduce", nccl(NcclOp::AllReduce, Nvls::Off)),
+                ("nccl_all_gather", nccl(NcclOp::AllGather, Nvls::Off)),
+                ("nccl_alltoall", nccl(NcclOp::AllToAll, Nvls::Off)),
+            ]
+        );
+        assert!((samples[4].time_us - 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn torch_distributed_rows_cost_the_process_group_overhead_more_than_a_direct_nccl_call() {
+        let gpu = GpuCatalog::builtin().unwrap().find("h200").unwrap().clone();
+        let coefficients = Coefficients::defaults();
+        let sample = |path| KernelSample {
+            family: "all_reduce".into(),
+            shape: KernelShape::Collective {
+                n_ranks: 4,
+                bytes: 65536.0,
+                path,
+            },
+            time_us: 1.0,
+        };
+        let direct = CollectivePath::NcclTests {
+            op: NcclOp::AllReduce,
+            nvls: Nvls::Off,
+        };
+        let direct_us = predict_us(&sample(direct), &gpu, &coefficients);
+        let torch_us = predict_us(
+            &sample(CollectivePath::TorchDistributed { op: NcclOp::AllReduce }),
+            &gpu,
+            &coefficients,
+        );
+        assert!(
+            (torch_us - direct_us - coefficients.torch_process_group_call_us).abs() < 1e-9,
+            "{direct_us} {torch_us}"
+        );
+        assert!(coefficients.torch_process_group_call_us > 5.0);
+        // The fit recovers a known overhead from torch rows alone, leaving NCCL's coefficients as they are.
+        let mut truth = coefficients.clone();
+        truth.torch_process_group_call_us = 14.0;
+        let samples: Vec<KernelSample> = [8192.0, 131072.0, 2097152.0, 33554432.0]
+            .iter()
+            .map(|&bytes| {
+                let mut sample = KernelSample {
+                    family: "all_gather".into(),
+                    shape: KernelShape::Collective {
+                        n_ranks: 2,
+                        bytes,
+                        path: CollectivePath::TorchDistributed { op: NcclOp::AllGather },
+                    },
+                    time_us: 0.0,
+                };
+                sample.time_us = predict_us(&sample, &gpu, &truth);
+                sample
+            })
+            .collect();
+        let fitted = fit_families(&samples, &gpu, &coefficients, &["all_reduce+all_gather"]).unwrap();
+        assert!(
+            (fitted.torch_process_group_call_us / 14.0 - 1.0).abs() < 0.05,
+            "{}",
+            fitted.torch_process_group_call_us
+        );
+        assert_eq!(fitted.nccl_latency_us, coefficients.nccl_latency_us);
     }
 }

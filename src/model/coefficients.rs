@@ -113,12 +113,26 @@ coefficients! {
     allreduce_latency_us: "us", 1.0 ..= 80.0;
     /// Extra custom all-reduce latency per stage for each peer rank (barrier flags written to and polled from each peer), microseconds.
     allreduce_peer_us: "us", 0.0 ..= 2.0;
-    /// Fixed cost of one NCCL collective (launch, proxy and protocol set-up), microseconds.
+    /// Fixed cost of one NCCL ring collective in the LL protocol (launch and set-up; small messages), microseconds.
     nccl_latency_us: "us", 1.0 ..= 60.0;
-    /// NCCL latency per ring step (2(n-1) steps for all-reduce, n-1 for all-gather / reduce-scatter), microseconds.
+    /// NCCL latency per ring step, any protocol (2(n-1) steps for all-reduce, n-1 for all-gather / reduce-scatter), microseconds.
     nccl_step_us: "us", 0.0 ..= 5.0;
-    /// Fraction of NVLink / RDMA bandwidth NCCL collectives reach (ring bus bandwidth over link bandwidth).
+    /// Fixed cost of one NCCL ring collective in the LL128 protocol (mid-size messages), microseconds.
+    nccl_ll128_latency_us: "us", 1.0 ..= 60.0;
+    /// Fixed cost of one NCCL ring collective in the Simple protocol (large messages; chunk handshakes and pipeline fill), microseconds.
+    nccl_simple_latency_us: "us", 1.0 ..= 80.0;
+    /// Fraction of NVLink / RDMA bandwidth NCCL's Simple protocol reaches (ring bus bandwidth over link bandwidth; LL gets half, LL128 0.92 of it).
     nccl_bw_eff: "fraction", 0.2 ..= 0.95;
+    /// Fixed cost of one NCCL all-reduce through NVLink SHARP (NVLS; nccl-tests' default on NVSwitch nodes, off in SGLang), microseconds.
+    nccl_nvls_latency_us: "us", 1.0 ..= 100.0;
+    /// NVLS all-reduce buffer bytes per second over NVLink bandwidth (each rank sends and receives the buffer once through the switch).
+    nccl_nvls_bw_eff: "fraction", 0.2 ..= 0.95;
+    /// Fixed cost of one NCCL all-to-all (grouped send/recv) whose sends to each peer fit LL (16 KiB or less), microseconds.
+    nccl_p2p_ll_latency_us: "us", 1.0 ..= 60.0;
+    /// Fixed cost of one NCCL all-to-all whose sends to each peer go in the Simple protocol, microseconds.
+    nccl_p2p_simple_latency_us: "us", 1.0 ..= 80.0;
+    /// Extra time per collective of torch.distributed's ProcessGroupNCCL over a direct NCCL call inside a CUDA graph (its side stream's event record and wait around the kernel), microseconds.
+    torch_process_group_call_us: "us", 0.0 ..= 50.0;
     /// Fixed cost of one MoE dispatch or combine (all-to-all), microseconds.
     alltoall_latency_us: "us", 5.0 ..= 300.0;
     /// Fraction of NVLink and RDMA bandwidth DeepEP's dispatch and combine reach (remote ranks over RDMA, same-node ranks over NVLink, concurrently).

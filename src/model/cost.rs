@@ -418,28 +418,202 @@ pub fn custom_allreduce_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u
     Some(stages * stage_us * 1e-6 + moved / (gpu.nvlink_bytes_per_s * coefficients.comm_bw_eff))
 }
 
-/// NCCL collectives, priced as ring algorithms.
+/// NCCL collectives on one NVLink domain (and beyond it, over the scale-out link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NcclOp {
-    /// All-reduce: `2(n-1)` ring steps, `2(n-1)/n × bytes` per rank.
+    /// All-reduce of a `bytes` buffer: ring, `2(n-1)` steps, `2(n-1)/n × bytes` per rank.
     AllReduce,
-    /// All-gather or reduce-scatter of a `bytes` result: `n-1` ring steps, `(n-1)/n × bytes` per rank.
+    /// All-gather or reduce-scatter of a `bytes` result (or input): ring, `n-1` steps, `(n-1)/n × bytes` per rank.
     AllGather,
+    /// All-to-all of a `bytes` send buffer (`ncclAllToAll` as nccl-tests calls it: grouped send/recv, `bytes / n` to
+    /// each rank), `(n-1)/n × bytes` per rank, all peers at once.
+    AllToAll,
 }
 
-/// Time of an NCCL collective over `n_ranks` of a `bytes` buffer (all-reduce buffer, or gathered
-/// output), seconds: NCCL's fixed latency, a latency per ring step, and the bytes over the link.
-pub fn nccl_s(gpu: &GpuSpec, coefficients: &Coefficients, op: NcclOp, n_ranks: u32, bytes: f64) -> f64 {
+/// The protocols NCCL moves data with (`ncclProtoStr` in NVIDIA/nccl src/graph/tuning.cc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NcclProtocol {
+    /// Low latency: 8-byte stores of 4 bytes of data and a 4-byte flag, so half the payload is flags.
+    Ll,
+    /// 128-byte lines of 120 bytes of data and an 8-byte flag.
+    Ll128,
+    /// Full-bandwidth copies with a synchronisation per chunk: the highest latency.
+    Simple,
+}
+
+/// How NCCL runs a collective: a ring in one protocol, or NVLink SHARP (in-switch reduction, all-reduce only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NcclAlgo {
+    /// Ring (or, for all-to-all, direct send/recv to every peer) in a protocol.
+    Ring(NcclProtocol),
+    /// NVLink SHARP (`NCCL_ALGO_NVLS`): the NVSwitch reduces and multicasts; Simple protocol only.
+    Nvls,
+}
+
+/// Whether NCCL may take NVLink SHARP for an all-reduce.
+///
+/// SGLang serves with NVLS off: it sets `NCCL_NVLS_ENABLE` from `--enable-nccl-nvls`, default false
+/// (python/sglang/srt/entrypoints/engine.py `_set_envs_and_config`, server_args.py). nccl-tests leaves NCCL's
+/// default (on where the NVSwitch supports multicast), so only measurements of nccl-tests ask for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nvls {
+    /// NVLS disabled (SGLang's default): rings only.
+    Off,
+    /// NVLS available: NCCL's tuner may pick it for an all-reduce within one NVLink domain.
+    Available,
+}
+
+// NCCL's tuner (NVIDIA/nccl v2.29.2-1, src/graph/tuning.cc, `ncclTunerConstantsDefaults` and `ncclTopoTuneModel`)
+// estimates each (algorithm, protocol) as a base latency plus a latency per ring step plus bytes over a bus
+// bandwidth, and takes the fastest. Its constants below choose the protocol as NCCL does; the time of the chosen
+// one is then priced with the fitted coefficients (`nccl_*` in coefficients.rs).
+/// Ring base latency per protocol (LL, LL128, Simple), microseconds: `baseLatencies[Ring]`.
+const NCCL_TUNER_RING_BASE_US: [f64; 3] = [6.6, 14.0, 8.4];
+/// Ring latency per step over NVLink per protocol (LL, LL128, Simple), microseconds: `hwLatencies[NVLINK][Ring]`.
+const NCCL_TUNER_RING_NVLINK_STEP_US: [f64; 3] = [0.6, 1.9, 3.4];
+/// NVLS latency over NVLink (Simple), microseconds: `hwLatencies[NVLINK][NVLS]`, base latency 0.
+const NCCL_TUNER_NVLS_US: f64 = 25.0;
+/// NCCL's ring bandwidth per GPU over the NVLink bandwidth: 20.6 GB/s per NVLink 4 link (`SM90_NVLINK_BW`,
+/// src/graph/topo.h) of its 25 GB/s per direction (A100 20 of 25, B200 40.1 of 50: about the same share).
+const NCCL_TUNER_NVLINK_SHARE: f64 = 20.6 / 25.0;
+/// LL's bus bandwidth cap over the ring bandwidth: `llMaxBws` Hopper single node 141 GB/s over 18 × 20.6 GB/s
+/// (Ampere 87.7 of 240, Blackwell 282 of 722: about the same share).
+const NCCL_TUNER_LL_MAX_SHARE: f64 = 141.0 / (18.0 * 20.6);
+/// LL's bus bandwidth share of the ring bandwidth before the cap (`busBw * .5`: half of each store is a flag).
+const NCCL_LL_SHARE: f64 = 0.5;
+/// LL128's bus bandwidth share of the ring bandwidth (`0.92 /*120.0/128.0*/`).
+const NCCL_LL128_SHARE: f64 = 0.92;
+/// NVLS bus bandwidth over the ring bandwidth for an all-reduce: `nvlsEfficiency` Hopper 0.85 × (16 − 1)/16
+/// channels (`NVLS_NCHANNELS_SM90` 16, src/transport/nvls.cc) × 2 (the all-reduce pipelines two operations).
+const NCCL_TUNER_NVLS_ALLREDUCE_SHARE: f64 = 0.85 * 15.0 / 16.0 * 2.0;
+/// Largest send to one peer that NCCL's send/recv (all-to-all) moves in LL: `NCCL_P2P_LL_THRESHOLD` default
+/// 16384 bytes (src/enqueue.cc, v2.29.2-1; one channel per peer at that size); larger sends use Simple.
+const NCCL_P2P_LL_THRESHOLD_BYTES: f64 = 16384.0;
+
+impl NcclOp {
+    /// Ring steps (`nsteps` in NCCL's tuner): `2(n-1)` for all-reduce, `n-1` for all-gather / reduce-scatter;
+    /// an all-to-all sends to all peers at once.
+    fn steps(self, n: f64) -> f64 {
+        match self {
+            NcclOp::AllReduce => 2.0 * (n - 1.0),
+            NcclOp::AllGather => n - 1.0,
+            NcclOp::AllToAll => 1.0,
+        }
+    }
+
+    /// Bytes that cross the link, before the `(n-1)/n` share [`link_s`] applies.
+    fn moved_bytes(self, bytes: f64) -> f64 {
+        match self {
+            NcclOp::AllReduce => 2.0 * bytes,
+            NcclOp::AllGather | NcclOp::AllToAll => bytes,
+        }
+    }
+}
+
+impl NcclProtocol {
+    const ALL: [NcclProtocol; 3] = [NcclProtocol::Ll, NcclProtocol::Ll128, NcclProtocol::Simple];
+
+    fn index(self) -> usize {
+        match self {
+            NcclProtocol::Ll => 0,
+            NcclProtocol::Ll128 => 1,
+            NcclProtocol::Simple => 2,
+        }
+    }
+
+    /// Share of the Simple bandwidth the protocol's payload gets (flags take the rest).
+    fn payload_share(self) -> f64 {
+        match self {
+            NcclProtocol::Ll => NCCL_LL_SHARE,
+            NcclProtocol::Ll128 => NCCL_LL128_SHARE,
+            NcclProtocol::Simple => 1.0,
+        }
+    }
+}
+
+/// The algorithm and protocol NCCL's tuner picks for a collective (NCCL 2.29's own estimate with its own
+/// constants; Tree is never the fastest on one NVSwitch node by the same table, PAT is off on one node, and
+/// all-to-all picks LL or Simple by the bytes sent to each peer).
+pub fn nccl_algo(gpu: &GpuSpec, op: NcclOp, n_ranks: u32, bytes: f64, nvls: Nvls) -> NcclAlgo {
+    let n = f64::from(n_ranks.max(2));
+    if op == NcclOp::AllToAll {
+        return if bytes / n <= NCCL_P2P_LL_THRESHOLD_BYTES {
+            NcclAlgo::Ring(NcclProtocol::Ll)
+        } else {
+            NcclAlgo::Ring(NcclProtocol::Simple)
+        };
+    }
+    let steps = op.steps(n);
+    // NCCL's tuner works in GB/s and microseconds: bytes / (1000 × GB/s) is microseconds.
+    let ring_gb_per_s = gpu.nvlink_bytes_per_s * 1e-9 * NCCL_TUNER_NVLINK_SHARE;
+    let algorithm_gb_per_s = |bus_gb_per_s: f64| bus_gb_per_s * n / steps;
+    let ring_us = |protocol: NcclProtocol| {
+        let bus = match protocol {
+            NcclProtocol::Ll => ring_gb_per_s * NCCL_LL_SHARE.min(NCCL_TUNER_LL_MAX_SHARE),
+            NcclProtocol::Ll128 => ring_gb_per_s * NCCL_LL128_SHARE,
+            NcclProtocol::Simple => ring_gb_per_s,
+        };
+        let i = protocol.index();
+        NCCL_TUNER_RING_BASE_US[i] + steps * NCCL_TUNER_RING_NVLINK_STEP_US[i] + bytes / (1e3 * algorithm_gb_per_s(bus))
+    };
+    let (mut best, mut best_us) = (NcclAlgo::Ring(NcclProtocol::Ll), f64::INFINITY);
+    for protocol in NcclProtocol::ALL {
+        let us = ring_us(protocol);
+        if us < best_us {
+            (best, best_us) = (NcclAlgo::Ring(protocol), us);
+        }
+    }
+    if nvls_applies(gpu, op, n_ranks, nvls) {
+        let us = NCCL_TUNER_NVLS_US + bytes / (1e3 * algorithm_gb_per_s(ring_gb_per_s * NCCL_TUNER_NVLS_ALLREDUCE_SHARE));
+        if us < best_us {
+            best = NcclAlgo::Nvls;
+        }
+    }
+    best
+}
+
+/// NVLS serves all-reduces within one NVLink domain (across domains it needs CollNet).
+fn nvls_applies(gpu: &GpuSpec, op: NcclOp, n_ranks: u32, nvls: Nvls) -> bool {
+    nvls == Nvls::Available && op == NcclOp::AllReduce && n_ranks <= gpu.nvlink_domain_size.max(gpu.gpus_per_node)
+}
+
+/// Time of an NCCL collective in a given algorithm, seconds: the protocol's fixed latency, a latency per ring
+/// step, and the bytes over the link at the protocol's share of NCCL's bandwidth; NVLS moves the buffer once
+/// each way through the switch.
+pub fn nccl_algo_s(gpu: &GpuSpec, coefficients: &Coefficients, op: NcclOp, n_ranks: u32, bytes: f64, algo: NcclAlgo) -> f64 {
     if n_ranks <= 1 {
         return 0.0;
     }
     let n = f64::from(n_ranks);
-    let (steps, moved) = match op {
-        NcclOp::AllReduce => (2.0 * (n - 1.0), 2.0 * bytes),
-        NcclOp::AllGather => (n - 1.0, bytes),
-    };
-    let latency_us = coefficients.nccl_latency_us + steps * coefficients.nccl_step_us;
-    link_s(gpu, coefficients.nccl_bw_eff, n_ranks, latency_us, moved)
+    match algo {
+        NcclAlgo::Nvls => coefficients.nccl_nvls_latency_us * 1e-6 + bytes / (gpu.nvlink_bytes_per_s * coefficients.nccl_nvls_bw_eff),
+        NcclAlgo::Ring(protocol) => {
+            let latency_us = match (op, protocol) {
+                (NcclOp::AllToAll, NcclProtocol::Simple) => coefficients.nccl_p2p_simple_latency_us,
+                (NcclOp::AllToAll, _) => coefficients.nccl_p2p_ll_latency_us,
+                (_, NcclProtocol::Ll) => coefficients.nccl_latency_us + op.steps(n) * coefficients.nccl_step_us,
+                (_, NcclProtocol::Ll128) => coefficients.nccl_ll128_latency_us + op.steps(n) * coefficients.nccl_step_us,
+                (_, NcclProtocol::Simple) => coefficients.nccl_simple_latency_us + op.steps(n) * coefficients.nccl_step_us,
+            };
+            let bw_eff = coefficients.nccl_bw_eff * protocol.payload_share();
+            link_s(gpu, bw_eff, n_ranks, latency_us, op.moved_bytes(bytes))
+        }
+    }
+}
+
+/// Time of an NCCL collective over `n_ranks` of a `bytes` buffer (all-reduce buffer, gathered output, all-to-all
+/// send buffer) as SGLang runs it (NVLS off), seconds: the protocol NCCL's tuner picks, priced by [`nccl_algo_s`].
+pub fn nccl_s(gpu: &GpuSpec, coefficients: &Coefficients, op: NcclOp, n_ranks: u32, bytes: f64) -> f64 {
+    nccl_with_s(gpu, coefficients, op, n_ranks, bytes, Nvls::Off)
+}
+
+/// [`nccl_s`] with NVLS as given: [`Nvls::Available`] where NCCL runs with its defaults (nccl-tests).
+pub fn nccl_with_s(gpu: &GpuSpec, coefficients: &Coefficients, op: NcclOp, n_ranks: u32, bytes: f64, nvls: Nvls) -> f64 {
+    if n_ranks <= 1 {
+        return 0.0;
+    }
+    let algo = nccl_algo(gpu, op, n_ranks, bytes, nvls);
+    nccl_algo_s(gpu, coefficients, op, n_ranks, bytes, algo)
 }
 
 /// Time of an all-reduce the way SGLang runs it: its custom all-reduce where it applies, NCCL otherwise.
@@ -742,5 +916,80 @@ mod tests {
         assert!((steps - 12.0 * coefficients.nccl_step_us).abs() < 0.1, "{steps}");
         assert!(tiny(NcclOp::AllGather, 8) < tiny(NcclOp::AllReduce, 8));
         assert!(tiny(NcclOp::AllReduce, 2) > small(2));
+    }
+
+    #[test]
+    fn nccl_protocol_goes_from_ll_to_ll128_to_simple_as_messages_grow() {
+        let gpu = h100();
+        let algo = |n, bytes| nccl_algo(&gpu, NcclOp::AllReduce, n, bytes, Nvls::Off);
+        let ring = NcclAlgo::Ring;
+        assert_eq!(algo(8, 64.0 * 1024.0), ring(NcclProtocol::Ll));
+        assert_eq!(algo(8, 8.0 * 1024.0 * 1024.0), ring(NcclProtocol::Ll128));
+        assert_eq!(algo(8, 256.0 * 1024.0 * 1024.0), ring(NcclProtocol::Simple));
+        // Two ranks have few steps to amortise: LL up to about 1 MiB, then straight to Simple.
+        assert_eq!(algo(2, 1024.0 * 1024.0), ring(NcclProtocol::Ll));
+        assert_eq!(algo(2, 4.0 * 1024.0 * 1024.0), ring(NcclProtocol::Simple));
+        // The chosen protocol prices the time: LL moves its payload at half Simple's rate, so at 2 MiB over
+        // 8 ranks it is slower than LL128 despite its lower latency.
+        let coefficients = Coefficients::defaults();
+        let priced = |protocol| nccl_algo_s(&gpu, &coefficients, NcclOp::AllReduce, 8, 2.0 * 1024.0 * 1024.0, ring(protocol));
+        assert!(priced(NcclProtocol::Ll) > priced(NcclProtocol::Ll128));
+        let steps_s = 14.0 * coefficients.nccl_step_us * 1e-6;
+        let ll_bytes_s = priced(NcclProtocol::Ll) - coefficients.nccl_latency_us * 1e-6 - steps_s;
+        let simple_bytes_s = priced(NcclProtocol::Simple) - coefficients.nccl_simple_latency_us * 1e-6 - steps_s;
+        assert!((ll_bytes_s / simple_bytes_s - 2.0).abs() < 1e-9, "{ll_bytes_s} {simple_bytes_s}");
+        // Small messages cost LL's latency; large ones the Simple bandwidth.
+        let tiny = nccl_s(&gpu, &coefficients, NcclOp::AllReduce, 8, 1024.0);
+        assert!(
+            (tiny * 1e6 - coefficients.nccl_latency_us - 14.0 * coefficients.nccl_step_us).abs() < 0.1,
+            "{tiny}"
+        );
+        let big = 512.0 * 1024.0 * 1024.0;
+        let busbw = 2.0 * 7.0 / 8.0 * big / nccl_s(&gpu, &coefficients, NcclOp::AllReduce, 8, big);
+        assert!(
+            (busbw / (gpu.nvlink_bytes_per_s * coefficients.nccl_bw_eff) - 1.0).abs() < 0.02,
+            "{busbw}"
+        );
+    }
+
+    #[test]
+    fn nvls_only_where_nccl_may_use_it_and_never_in_serving() {
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let big = 256.0 * 1024.0 * 1024.0;
+        assert_eq!(nccl_algo(&gpu, NcclOp::AllReduce, 8, big, Nvls::Available), NcclAlgo::Nvls);
+        assert_ne!(nccl_algo(&gpu, NcclOp::AllReduce, 8, big, Nvls::Off), NcclAlgo::Nvls);
+        // Small messages stay on LL rings; gathers and all-to-alls never reduce in the switch; beyond one
+        // NVLink domain NVLS needs CollNet.
+        assert_eq!(
+            nccl_algo(&gpu, NcclOp::AllReduce, 8, 4096.0, Nvls::Available),
+            NcclAlgo::Ring(NcclProtocol::Ll)
+        );
+        assert_ne!(nccl_algo(&gpu, NcclOp::AllGather, 8, big, Nvls::Available), NcclAlgo::Nvls);
+        assert_ne!(nccl_algo(&gpu, NcclOp::AllReduce, 16, big, Nvls::Available), NcclAlgo::Nvls);
+        // nccl-tests' NVLS all-reduce is faster than SGLang's ring at 256 MiB, and SGLang's path is the ring.
+        let nvls_s = nccl_with_s(&gpu, &coefficients, NcclOp::AllReduce, 8, big, Nvls::Available);
+        let ring_s = nccl_s(&gpu, &coefficients, NcclOp::AllReduce, 8, big);
+        assert!(nvls_s < 0.85 * ring_s, "{nvls_s} {ring_s}");
+        assert_eq!(allreduce_s(&gpu, &coefficients, 8, big), ring_s);
+    }
+
+    #[test]
+    fn nccl_all_to_all_sends_to_every_peer_at_once_in_ll_up_to_16_kib_each() {
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let algo = |n, bytes| nccl_algo(&gpu, NcclOp::AllToAll, n, bytes, Nvls::Off);
+        assert_eq!(algo(8, 8.0 * 16384.0), NcclAlgo::Ring(NcclProtocol::Ll));
+        assert_eq!(algo(8, 8.0 * 16384.0 + 8.0), NcclAlgo::Ring(NcclProtocol::Simple));
+        assert_eq!(algo(2, 65536.0), NcclAlgo::Ring(NcclProtocol::Simple));
+        // No ring steps: 8 ranks cost what 2 do at tiny sizes.
+        let a2a = |n, bytes| nccl_s(&gpu, &coefficients, NcclOp::AllToAll, n, bytes);
+        assert!((a2a(8, 1024.0) - a2a(2, 1024.0)).abs() < 0.05e-6);
+        assert!(a2a(8, 1024.0) < nccl_s(&gpu, &coefficients, NcclOp::AllGather, 8, 1024.0));
+        // Large: (n-1)/n of the buffer at the Simple bandwidth.
+        let big = 256.0 * 1024.0 * 1024.0;
+        let expected =
+            coefficients.nccl_p2p_simple_latency_us * 1e-6 + 7.0 / 8.0 * big / (gpu.nvlink_bytes_per_s * coefficients.nccl_bw_eff);
+        assert!((a2a(8, big) / expected - 1.0).abs() < 1e-9);
     }
 }
