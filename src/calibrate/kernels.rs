@@ -20,7 +20,7 @@ use crate::model::quant::{ComputeDtype, WeightDtype};
 pub struct KernelSample {
     /// Op family: `gemm_bf16`, `gemm_fp8`, `attn_prefill`, `attn_decode`, `moe_bf16`, `moe_fp8`,
     /// `custom_allreduce`, `custom_allreduce_eager`, `nccl_all_reduce`, `nccl_all_gather`, and our
-    /// torch.distributed NCCL rows `all_reduce`, `all_gather`.
+    /// torch.distributed NCCL rows `all_reduce`, `all_gather`, `all_to_all`.
     pub family: String,
     /// What was measured.
     pub shape: KernelShape,
@@ -85,7 +85,8 @@ pub enum KernelShape {
         /// Weight format.
         weights: WeightDtype,
     },
-    /// A collective over `n_ranks` of a `bytes` buffer (all-reduce buffer, or gathered output).
+    /// A collective over `n_ranks` of a `bytes` buffer (all-reduce buffer, gathered output, or each
+    /// rank's all-to-all send buffer).
     Collective {
         /// Ranks.
         n_ranks: u32,
@@ -107,6 +108,8 @@ pub enum CollectivePath {
     NcclAllReduce,
     /// NCCL all-gather or reduce-scatter.
     NcclAllGather,
+    /// NCCL all-to-all (torch.distributed `all_to_all_single`): each rank sends `bytes / n` to every rank.
+    NcclAllToAll,
 }
 
 /// Reads a `*_kernels.csv`; attention rows are kept for the cuDNN backend only (the FA3-class
@@ -197,6 +200,7 @@ pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         let (family, path) = match op {
             "all_reduce" => ("all_reduce", CollectivePath::NcclAllReduce),
             "all_gather_into_tensor" | "reduce_scatter_tensor" => ("all_gather", CollectivePath::NcclAllGather),
+            "all_to_all_single" => ("all_to_all", CollectivePath::NcclAllToAll),
             _ => continue,
         };
         samples.push(KernelSample {
@@ -412,6 +416,13 @@ pub fn predict_us(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coefficie
                 }
                 CollectivePath::NcclAllReduce => nccl_s(gpu, coefficients, NcclOp::AllReduce, *n_ranks, *bytes),
                 CollectivePath::NcclAllGather => nccl_s(gpu, coefficients, NcclOp::AllGather, *n_ranks, *bytes),
+                // TODO(merge): use cost::nccl_alltoall_s. A plain NCCL all-to-all within one NVLink
+                // domain: one latency, then the (n-1)/n of its send buffer that leaves each rank.
+                CollectivePath::NcclAllToAll if *n_ranks > 1 => {
+                    let n = f64::from(*n_ranks);
+                    coefficients.nccl_latency_us * 1e-6 + (n - 1.0) / n * bytes / (gpu.nvlink_bytes_per_s * coefficients.nccl_bw_eff)
+                }
+                CollectivePath::NcclAllToAll => 0.0,
             };
             seconds * 1e6
         }
@@ -475,7 +486,7 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
 
 /// The families `sglsim kernels --fit` fits, in order. `a+b` fits families that share coefficients
 /// together. NCCL comes before the custom all-reduce, whose tables go to NCCL above 8 MiB; our
-/// torch.distributed rows (`all_reduce`, `all_gather`) are not fitted: they carry PyTorch's and the
+/// torch.distributed rows (`all_reduce`, `all_gather`, `all_to_all`) are not fitted: they carry PyTorch's and the
 /// VM's overhead, which SGLang's pynccl calls inside CUDA graphs do not pay.
 pub const FIT_ORDER: &[&str] = &[
     "gemm_bf16",
@@ -605,5 +616,19 @@ mod tests {
         assert!((fitted.gemm_bf16_eff / 0.6 - 1.0).abs() < 0.03, "{}", fitted.gemm_bf16_eff);
         let errors = family_errors(&samples, &gpu, &fitted);
         assert!(errors[0].median_ape < 3.0, "{:?}", errors);
+    }
+
+    #[test]
+    fn all_to_all_rows_are_read_and_priced_as_a_plain_nccl_all_to_all() {
+        let text = "op,n_ranks,bytes,time_us,method\n\
+                    all_to_all_single,4,67108864,183.0,cuda_graph_loop(L=5)\n\
+                    all_to_all_single,4,67108864,183.0,eager_loop(L=5)\n";
+        let samples = parse_collectives(text, "t.csv").unwrap();
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].family, "all_to_all");
+        let gpu = GpuCatalog::builtin().unwrap().find("h200").unwrap().clone();
+        let c = Coefficients::defaults();
+        let expect_us = c.nccl_latency_us + 0.75 * 67108864.0 / (gpu.nvlink_bytes_per_s * c.nccl_bw_eff) * 1e6;
+        assert!((predict_us(&samples[0], &gpu, &c) - expect_us).abs() < 1e-6);
     }
 }
