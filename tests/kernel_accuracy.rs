@@ -1,5 +1,5 @@
 //! The cost model against measured kernel tables bundled in `data/measured/` (AIConfigurator 0.12.0's
-//! SGLang tables): per-family median error stays under the 10% target.
+//! SGLang and nccl-tests tables): per-family median error stays under the 10% target.
 
 use std::path::Path;
 
@@ -23,6 +23,17 @@ fn fused_moe_tables_stay_within_ten_percent() {
     for (gpu, file) in [("h200", "h200_sxm_moe.csv"), ("h100", "h100_sxm_moe.csv")] {
         let errors = errors(gpu, file);
         assert_eq!(errors.len(), 2, "{errors:?}");
+        for (family, median) in errors {
+            assert!(median < 10.0, "{gpu} {family}: median {median:.1}%");
+        }
+    }
+}
+
+#[test]
+fn nccl_tests_tables_stay_within_ten_percent() {
+    for (gpu, file) in [("h200", "h200_sxm_nccl.csv"), ("h100", "h100_sxm_nccl.csv")] {
+        let errors = errors(gpu, file);
+        assert_eq!(errors.len(), 3, "{errors:?}");
         for (family, median) in errors {
             assert!(median < 10.0, "{gpu} {family}: median {median:.1}%");
         }

@@ -5,8 +5,8 @@ Single GPU (GEMM bf16/fp8, SDPA attention prefill/decode, a D2D copy):
 
     python tools/measure_kernels.py --out DIR [--quick]
 
-Collectives (NCCL all_reduce / all_gather_into_tensor / reduce_scatter_tensor), one
-process per GPU; rank 0 appends to DIR/collectives.csv so runs for several N can share it:
+Collectives (NCCL all_reduce / all_gather_into_tensor / reduce_scatter_tensor /
+all_to_all_single), one process per GPU; rank 0 appends to DIR/collectives.csv so runs for several N can share it:
 
     torchrun --nproc_per_node=N tools/measure_kernels.py --collectives --out DIR [--quick]
 
@@ -580,7 +580,22 @@ def collectives(args):
     ok = bool((x.float() == expect).all().item())
     if rank == 0:
         log(f"  world {world}: all_reduce check {'ok' if ok else 'WRONG'} ({x[0].item()} vs {expect})")
-    ops = ["all_reduce", "all_gather_into_tensor", "reduce_scatter_tensor"]
+    # all_to_all_single check: rank r sends chunk j (value 16*r + j) to rank j, so rank r
+    # receives chunk s = 16*s + r from each source rank s (exact in bf16 for world <= 8).
+    chunk = 256
+    a2a_in = torch.cat([torch.full((chunk,), float(16 * rank + j), device="cuda",
+                                   dtype=torch.bfloat16) for j in range(world)])
+    a2a_out = torch.empty_like(a2a_in)
+    dist.all_to_all_single(a2a_out, a2a_in)
+    a2a_exp = torch.cat([torch.full((chunk,), float(16 * s + rank), device="cuda",
+                                    dtype=torch.bfloat16) for s in range(world)])
+    ok = torch.tensor([int(torch.equal(a2a_out, a2a_exp))], device="cuda")
+    dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    if rank == 0:
+        log(f"  world {world}: all_to_all_single check {'ok' if ok.item() else 'WRONG'} "
+            f"(rank 0 got {a2a_out[::chunk].tolist()})")
+    del a2a_in, a2a_out, a2a_exp
+    ops = ["all_reduce", "all_gather_into_tensor", "reduce_scatter_tensor", "all_to_all_single"]
     graph_ok = not args.no_coll_graph
     for op in ops:
         for size in COLL_SIZES:
@@ -594,6 +609,17 @@ def collectives(args):
                         dist.all_reduce(buf)
                     per_rank = n_el * 2
                     bus = 2.0 * (world - 1) / world
+                elif op == "all_to_all_single":
+                    # Each rank's input holds n_el elements, n_el/world for each destination
+                    # rank (its own chunk included); bytes = the per-rank input, as nccl-tests
+                    # reports alltoall.
+                    inp = torch.randn(n_el, device="cuda", dtype=torch.bfloat16)
+                    outp = torch.empty(n_el, device="cuda", dtype=torch.bfloat16)
+
+                    def fn():
+                        dist.all_to_all_single(outp, inp)
+                    per_rank = n_el * 2
+                    bus = (world - 1) / world
                 elif op == "all_gather_into_tensor":
                     inp = torch.randn(n_el // world, device="cuda", dtype=torch.bfloat16)
                     outp = torch.empty(n_el, device="cuda", dtype=torch.bfloat16)
@@ -637,7 +663,7 @@ def collectives(args):
                     algbw_gb_s=f"{algbw:.2f}", busbw_gb_s=f"{algbw * bus:.2f}",
                     method=f"eager_loop(L={L}), median of {reps}, max over ranks",
                     note="bytes = full tensor (all_reduce: per-rank buffer; all_gather: output; "
-                         "reduce_scatter: input), as nccl-tests 'size'"))
+                         "reduce_scatter: input; all_to_all: per-rank input), as nccl-tests 'size'"))
                 log(f"  {op:24s} n={world} {total:>11d} B {t_max:10.2f} us "
                     f"algbw {algbw:8.2f} GB/s busbw {algbw * bus:8.2f} GB/s")
             if graph_ok and size <= GRAPH_COLL_MAX:

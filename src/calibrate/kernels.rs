@@ -21,7 +21,7 @@ use crate::model::quant::{ComputeDtype, WeightDtype};
 pub struct KernelSample {
     /// Op family: `gemm_bf16`, `gemm_fp8`, `attn_prefill`, `attn_decode`, `moe_bf16`, `moe_fp8`,
     /// `custom_allreduce`, `custom_allreduce_eager`, `nccl_all_reduce`, `nccl_all_gather`, `nccl_alltoall`,
-    /// and our torch.distributed NCCL rows `all_reduce`, `all_gather`.
+    /// and our torch.distributed NCCL rows `all_reduce`, `all_gather`, `all_to_all`.
     pub family: String,
     /// What was measured.
     pub shape: KernelShape,
@@ -94,7 +94,8 @@ pub enum KernelShape {
         /// Where the row comes from (model and mapping), for the shape table.
         source: String,
     },
-    /// A collective over `n_ranks` of a `bytes` buffer (all-reduce buffer, or gathered output).
+    /// A collective over `n_ranks` of a `bytes` buffer (all-reduce buffer, gathered output, or each
+    /// rank's all-to-all send buffer).
     Collective {
         /// Ranks.
         n_ranks: u32,
@@ -241,6 +242,7 @@ pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         let (family, op) = match op {
             "all_reduce" => ("all_reduce", NcclOp::AllReduce),
             "all_gather_into_tensor" | "reduce_scatter_tensor" => ("all_gather", NcclOp::AllGather),
+            "all_to_all_single" => ("all_to_all", NcclOp::AllToAll),
             _ => continue,
         };
         samples.push(KernelSample {
@@ -727,7 +729,7 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
             "nccl_nvls_bw_eff",
         ],
         "nccl_alltoall" => &["nccl_p2p_ll_latency_us", "nccl_p2p_simple_latency_us"],
-        "all_reduce" | "all_gather" => &["torch_process_group_call_us"],
+        "all_reduce" | "all_gather" | "all_to_all" => &["torch_process_group_call_us"],
         "moe_bf16" | "moe_fp8" => &["moe_compute_eff", "moe_fp8_compute_eff", "moe_mem_eff"],
         "custom_allreduce" => &["allreduce_latency_us", "allreduce_peer_us", "comm_bw_eff"],
         _ => &[],
@@ -736,7 +738,7 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
 
 /// The families `sglsim kernels --fit` fits, in order. `a+b` fits families together, over the union of
 /// the coefficients they identify. NCCL comes before the custom all-reduce, whose tables go to NCCL above
-/// 8 MiB, and before our torch.distributed rows (`all_reduce`, `all_gather`), which identify only the
+/// 8 MiB, and before our torch.distributed rows (`all_reduce`, `all_gather`, `all_to_all`), which identify only the
 /// process group's per-call overhead on top of NCCL.
 pub const FIT_ORDER: &[&str] = &[
     "gemm_bf16",
@@ -744,7 +746,7 @@ pub const FIT_ORDER: &[&str] = &[
     "attn_prefill",
     "attn_decode",
     "nccl_all_reduce+nccl_all_gather+nccl_alltoall",
-    "all_reduce+all_gather",
+    "all_reduce+all_gather+all_to_all",
     "custom_allreduce",
     "moe_bf16+moe_fp8",
 ];
@@ -1052,5 +1054,19 @@ mod tests {
             fitted.torch_process_group_call_us
         );
         assert_eq!(fitted.nccl_latency_us, coefficients.nccl_latency_us);
+    }
+
+    #[test]
+    fn all_to_all_rows_are_read_as_torch_distributed_nccl_all_to_all() {
+        let text = "op,n_ranks,bytes,time_us,method\n\
+                    all_to_all_single,4,67108864,183.0,cuda_graph_loop(L=5)\n\
+                    all_to_all_single,4,67108864,183.0,eager_loop(L=5)\n";
+        let samples = parse_collectives(text, "t.csv").unwrap();
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].family, "all_to_all");
+        let gpu = GpuCatalog::builtin().unwrap().find("h200").unwrap().clone();
+        let c = Coefficients::defaults();
+        let expect_us = (nccl_with_s(&gpu, &c, NcclOp::AllToAll, 4, 67108864.0, Nvls::Off) * 1e6) + c.torch_process_group_call_us;
+        assert!((predict_us(&samples[0], &gpu, &c) - expect_us).abs() < 1e-6);
     }
 }

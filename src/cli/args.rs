@@ -49,7 +49,7 @@ pub struct KernelsArgs {
     /// `<gpu>_kernels.csv` files (GEMM, attention).
     #[arg(long)]
     pub kernels: Vec<PathBuf>,
-    /// `<gpu>_collectives.csv` files (NCCL all-reduce, all-gather, reduce-scatter).
+    /// `<gpu>_collectives.csv` files (NCCL all-reduce, all-gather, reduce-scatter, all-to-all).
     #[arg(long)]
     pub collectives: Vec<PathBuf>,
     /// Coefficient profile to start from instead of the defaults.
