@@ -39,3 +39,14 @@ fn nccl_tests_tables_stay_within_ten_percent() {
         }
     }
 }
+
+#[test]
+fn sglang_custom_all_reduce_tables_stay_within_ten_percent() {
+    for (gpu, file) in [("h200", "h200_sxm_custom_allreduce.csv"), ("h100", "h100_sxm_custom_allreduce.csv")] {
+        let errors = errors(gpu, file);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        for (family, median) in errors {
+            assert!(median < 10.0, "{gpu} {family}: median {median:.1}%");
+        }
+    }
+}

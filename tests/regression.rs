@@ -67,7 +67,7 @@ fn issue6_dev_set_error_does_not_regress() {
     };
     for (family, bound) in [
         ("ttft", 18.0),
-        ("ttft_overload", 20.5),
+        ("ttft_overload", 18.0),
         ("itl", 21.0),
         ("tpot", 19.0),
         ("throughput", 11.5),

@@ -499,7 +499,7 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
                 CollectivePath::SglangAllReduce => allreduce_s(gpu, coefficients, *n_ranks, *bytes),
                 // An eager call: the CPU launch and the GPU work overlap across back-to-back calls.
                 CollectivePath::SglangAllReduceEager => {
-                    allreduce_s(gpu, coefficients, *n_ranks, *bytes).max(coefficients.eager_launch_us * 1e-6)
+                    allreduce_s(gpu, coefficients, *n_ranks, *bytes).max(coefficients.eager_allreduce_call_us * 1e-6)
                 }
                 CollectivePath::NcclTests { op, nvls } => nccl_with_s(gpu, coefficients, *op, *n_ranks, *bytes, *nvls),
                 // Measured with NVLS off (data/measured/README.md).
@@ -732,6 +732,7 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
         "all_reduce" | "all_gather" | "all_to_all" => &["torch_process_group_call_us"],
         "moe_bf16" | "moe_fp8" => &["moe_compute_eff", "moe_fp8_compute_eff", "moe_mem_eff"],
         "custom_allreduce" => &["allreduce_latency_us", "allreduce_peer_us", "comm_bw_eff"],
+        "custom_allreduce_eager" => &["eager_allreduce_call_us"],
         _ => &[],
     }
 }
@@ -748,6 +749,7 @@ pub const FIT_ORDER: &[&str] = &[
     "nccl_all_reduce+nccl_all_gather+nccl_alltoall",
     "all_reduce+all_gather+all_to_all",
     "custom_allreduce",
+    "custom_allreduce_eager",
     "moe_bf16+moe_fp8",
 ];
 

@@ -145,6 +145,11 @@ coefficients! {
     kernels_per_layer: "count", 5.0 ..= 60.0;
     /// CPU time to launch one kernel outside a CUDA graph (PyTorch dispatch included), microseconds.
     eager_launch_us: "us", 2.0 ..= 60.0;
+    /// CPU time of one eager call of SGLang's all-reduce (`tensor_model_parallel_all_reduce` outside a CUDA
+    /// graph: Python dispatch, the custom all-reduce's buffer registration check and launch), which bounds
+    /// back-to-back eager calls, microseconds. Fitted to AIC's `sglang_eager` rows; serving's eager forwards
+    /// are priced per kernel with `eager_launch_us`.
+    eager_allreduce_call_us: "us", 2.0 ..= 100.0;
     /// Fixed cost of replaying one captured CUDA graph, microseconds.
     graph_replay_us: "us", 2.0 ..= 200.0;
     /// Scheduler CPU time per iteration (batch building, output processing), milliseconds.
