@@ -19,7 +19,7 @@ use crate::model::quant::{ComputeDtype, WeightDtype};
 /// One measured kernel time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelSample {
-    /// Op family: `gemm_bf16`, `gemm_fp8`, `attn_prefill`, `attn_decode`, `moe_bf16`, `moe_fp8`,
+    /// Op family: `gemm_bf16`, `gemm_fp8`, `attn_prefill`, `attn_decode`, `moe_bf16`, `moe_fp8`, `moe_mxfp4`,
     /// `custom_allreduce`, `custom_allreduce_eager`, `nccl_all_reduce`, `nccl_all_gather`, `nccl_alltoall`,
     /// and our torch.distributed NCCL rows `all_reduce`, `all_gather`, `all_to_all`.
     pub family: String,
@@ -304,6 +304,8 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
             let weights = match record.get("moe_dtype").map(String::as_str) {
                 Some("fp8_block") => WeightDtype::Fp8Block,
                 Some("bfloat16") => WeightDtype::Bf16,
+                // gpt-oss's MXFP4 experts with BF16 activations (SGLang's Hopper path).
+                Some("w4a16_mxfp4") => WeightDtype::Mxfp4,
                 _ => continue,
             };
             let (Some(tokens), Some(hidden), Some(intermediate), Some(top_k), Some(n_experts), Some(moe_tp), Some(ep)) = (
@@ -321,7 +323,7 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
             let routing = if model.starts_with("DeepSeek") {
                 // DeepSeek-V3's config.json: `n_group = 8`, `topk_group = 4`.
                 MoeRouting::LayerGrouped { groups: 8, topk_groups: 4 }
-            } else if model.starts_with("Llama-4") {
+            } else if model.starts_with("Llama-4") || model.starts_with("gpt-oss") {
                 MoeRouting::Layer
             } else {
                 MoeRouting::Plain
@@ -342,7 +344,12 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
                 source: format!("AIC 0.12.0 SGLang 0.5.14 {model} tp{moe_tp} ep{ep}"),
             };
             samples.push(KernelSample {
-                family: format!("moe_{}", if weights == WeightDtype::Bf16 { "bf16" } else { "fp8" }),
+                family: match weights {
+                    WeightDtype::Bf16 => "moe_bf16",
+                    WeightDtype::Mxfp4 => "moe_mxfp4",
+                    _ => "moe_fp8",
+                }
+                .to_string(),
                 shape,
                 time_us,
             });
@@ -601,7 +608,7 @@ pub fn collector_moe_loads(tokens: u64, top_k: u64, n_experts: u64, ep: u64, rou
 }
 
 /// Fits, for each MoE shape among `samples`, the factors on the MoE compute and memory efficiencies
-/// (coordinate search in log space over 0.25–4, minimising squared log error), with `coefficients` fixed.
+/// (coordinate search in log space over 1/16–4, minimising squared log error), with `coefficients` fixed.
 pub fn fit_moe_shapes(samples: &[KernelSample], gpu: &GpuSpec, coefficients: &Coefficients) -> Vec<MoeShapeFactors> {
     let mut shapes: Vec<(MoeShape, String, bool)> = Vec::new();
     for sample in samples {
@@ -639,8 +646,8 @@ pub fn fit_moe_shapes(samples: &[KernelSample], gpu: &GpuSpec, coefficients: &Co
             let mut best_loss = loss(&best);
             for _round in 0..4 {
                 for which in 0..2 {
-                    for step in 0..=80 {
-                        let value = 0.25 * 16f64.powf(step as f64 / 80.0);
+                    for step in 0..=120 {
+                        let value = 0.0625 * 64f64.powf(step as f64 / 120.0);
                         let trial = if which == 0 {
                             entry(value, best.mem_factor)
                         } else {

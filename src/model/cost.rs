@@ -82,7 +82,15 @@ pub fn moe_cost(work: &MoeWork<'_>, kernel: MoeKernel, gpu: &GpuSpec, coefficien
     let block = moe_block_m(mean_load);
     let padded: f64 = work.loads.iter().map(|l| l.experts * (l.tokens / block).ceil() * block).sum();
     let (hidden, slice) = (work.hidden as f64, work.slice as f64);
-    let compute_dtype = gemm_compute_dtype(gpu, work.weights);
+    // MXFP4 experts on a GPU without FP4 tensor cores run weight-only (w4a16): the kernel dequantises
+    // the weights and multiplies in BF16, with no activation quantisation (SGLang's Hopper path for
+    // gpt-oss).
+    let weight_only = work.weights == WeightDtype::Mxfp4 && !gpu.supports(ComputeDtype::Fp4);
+    let compute_dtype = if weight_only {
+        ComputeDtype::Bf16
+    } else {
+        gemm_compute_dtype(gpu, work.weights)
+    };
     let (compute_factor, mem_factor) = match kernel {
         MoeKernel::Triton(factors) => factors,
         MoeKernel::DeepGemm => (1.0, 1.0),
@@ -115,6 +123,10 @@ pub fn moe_cost(work: &MoeWork<'_>, kernel: MoeKernel, gpu: &GpuSpec, coefficien
         } else {
             (0.0, memory_s)
         }
+    } else if weight_only {
+        // Weight-only kernels dequantise each weight tile inside the main loop, between its load and the
+        // multiply, so the weight stream and the math do not overlap.
+        (compute_s, weights_s + activations_s)
     } else if compute_s >= weights_s {
         (compute_s, activations_s)
     } else {
@@ -738,6 +750,11 @@ mod tests {
         assert_eq!(cost(1.0, triton, WeightDtype::Bf16).n_kernels, 6.0);
         assert_eq!(cost(1.0, triton, WeightDtype::Fp8Block).n_kernels, 8.0);
         assert_eq!(cost(1.0, MoeKernel::DeepGemm, WeightDtype::Fp8Block).n_kernels, 6.0);
+        // MXFP4 experts on Hopper run weight-only: BF16 math, no activation quantisation, and the weight
+        // stream adds to the math instead of hiding under it.
+        let w4a16 = cost(4096.0, triton, WeightDtype::Mxfp4);
+        assert_eq!(w4a16.n_kernels, 6.0);
+        assert!(w4a16.compute_s > 0.0 && w4a16.memory_s > 0.0, "{w4a16:?}");
         // A smaller memory factor slows the weight-bound decode case.
         let slow = cost(1.0, MoeKernel::Triton((1.0, 0.5)), WeightDtype::Bf16);
         assert!(slow.total_s() > cost(1.0, triton, WeightDtype::Bf16).total_s() * 1.5);

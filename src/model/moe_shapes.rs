@@ -118,9 +118,10 @@ pub fn parse_moe_shapes(text: &str) -> Result<Vec<MoeShapeFactors>, String> {
         let weights = match fields[1] {
             "bf16" => WeightDtype::Bf16,
             "fp8_block" => WeightDtype::Fp8Block,
+            "mxfp4" => WeightDtype::Mxfp4,
             other => {
                 return Err(format!(
-                    "moe shape table line {}: weights `{other}` (accepted: bf16, fp8_block)",
+                    "moe shape table line {}: weights `{other}` (accepted: bf16, fp8_block, mxfp4)",
                     index + 2
                 ))
             }
@@ -172,9 +173,14 @@ mod tests {
         let table = builtin_moe_shapes();
         assert!(table.len() >= 20, "{}", table.len());
         for row in table {
-            assert!((0.2..=5.0).contains(&row.compute_factor), "{row:?}");
-            assert!((0.2..=5.0).contains(&row.mem_factor), "{row:?}");
+            // The fit searches 1/16..4; the lowest factors are gpt-oss's weight-only MXFP4 rows with one or
+            // two local experts, whose fixed per-call cost the roofline does not hold.
+            assert!((0.0625..=4.0).contains(&row.compute_factor), "{row:?}");
+            assert!((0.0625..=4.0).contains(&row.mem_factor), "{row:?}");
             assert!(row.rows >= 5, "{row:?}");
+            if row.shape.weights != WeightDtype::Mxfp4 {
+                assert!(row.compute_factor >= 0.2 && row.mem_factor >= 0.2, "{row:?}");
+            }
         }
     }
 
