@@ -14,14 +14,17 @@ use crate::model::cost::{allreduce_s, cost_op, gemm_compute_dtype, moe_cost, ncc
 use crate::model::gpu::GpuSpec;
 use crate::model::moe_shapes::{builtin_moe_shapes, moe_shape_factors, MoeShape, MoeShapeFactors};
 use crate::model::ops::{AttentionKernel, ExtendRequest, Op, OpKind};
-use crate::model::quant::{ComputeDtype, WeightDtype};
+use crate::model::quant::{ComputeDtype, KvDtype, WeightDtype};
+
+mod aic;
 
 /// One measured kernel time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelSample {
     /// Op family: `gemm_bf16`, `gemm_fp8`, `attn_prefill`, `attn_decode`, `moe_bf16`, `moe_fp8`, `moe_mxfp4`,
     /// `custom_allreduce`, `custom_allreduce_eager`, `nccl_all_reduce`, `nccl_all_gather`, `nccl_alltoall`,
-    /// and our torch.distributed NCCL rows `all_reduce`, `all_gather`, `all_to_all`.
+    /// our torch.distributed NCCL rows `all_reduce`, `all_gather`, `all_to_all`, and AIC's SGLang
+    /// `aic_gemm_bf16`, `aic_gemm_fp8`, `aic_gemm_fp8_block`, `aic_attn_prefill`, `aic_attn_decode`.
     pub family: String,
     /// What was measured.
     pub shape: KernelShape,
@@ -66,6 +69,48 @@ pub enum KernelShape {
         kv_heads: u64,
         /// Head dimension.
         head_dim: u64,
+    },
+    /// A GEMM as SGLang runs it, timed by AIConfigurator's collector: FP8 rows include the activation
+    /// quantisation kernel, and the collector's copies of the operands may stay in L2 (module `aic`).
+    SglangGemm {
+        /// Rows.
+        m: u64,
+        /// Columns.
+        n: u64,
+        /// Reduction.
+        k: u64,
+        /// Weight format.
+        weights: WeightDtype,
+    },
+    /// SGLang's FA3 prefill of `batch` prompts of `isl` tokens from an empty cache, KV-cache store included.
+    SglangAttentionPrefill {
+        /// Requests.
+        batch: u64,
+        /// Prompt tokens per request.
+        isl: u64,
+        /// Query heads.
+        heads: u64,
+        /// KV heads.
+        kv_heads: u64,
+        /// Head dimension.
+        head_dim: u64,
+        /// KV-cache element type (FP8 runs FA3's FP8 attention).
+        kv: KvDtype,
+    },
+    /// SGLang's FA3 decode of one token per request over `attended` tokens, KV-cache store included.
+    SglangAttentionDecode {
+        /// Requests.
+        batch: u64,
+        /// Tokens each request attends (cached plus the new one).
+        attended: u64,
+        /// Query heads.
+        heads: u64,
+        /// KV heads.
+        kv_heads: u64,
+        /// Head dimension.
+        head_dim: u64,
+        /// KV-cache element type.
+        kv: KvDtype,
     },
     /// A fused MoE layer (routed experts only) on one rank.
     Moe {
@@ -297,7 +342,9 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         let number = |name: &str| record.get(name).and_then(|v| v.parse::<f64>().ok());
         let Some(latency_ms) = number("latency") else { continue };
         let time_us = latency_ms * 1e3;
-        if record.contains_key("num_experts") {
+        if record.contains_key("gemm_dtype") || record.contains_key("num_key_value_heads") {
+            samples.extend(aic::parse_row(&record, time_us));
+        } else if record.contains_key("num_experts") {
             if record.get("kernel_source").map(String::as_str) != Some("sglang_fused_moe_triton") {
                 continue;
             }
@@ -466,11 +513,16 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
             let kv_bytes_per_token = (2 * kv_heads * head_dim * 2) as f64;
             op(OpKind::AttentionDecode {
                 attended_tokens: batch * context,
+                // Contiguous cuDNN SDPA, not FA3's paged decode: no per-tile cost is priced.
+                tiles: 0,
                 heads: *heads,
                 qk_dim: *head_dim,
                 v_dim: *head_dim,
                 kv_bytes_per_token,
             })
+        }
+        KernelShape::SglangGemm { .. } | KernelShape::SglangAttentionPrefill { .. } | KernelShape::SglangAttentionDecode { .. } => {
+            aic::predict_us(&sample.shape, gpu, coefficients)
         }
         KernelShape::Moe {
             hidden,

@@ -94,6 +94,9 @@ coefficients! {
     attn_prefill_half_tokens: "tokens", 1.0 ..= 8192.0;
     /// Fraction of HBM bandwidth that decode attention reaches while reading the KV cache.
     attn_decode_mem_eff: "fraction", 0.15 ..= 0.95;
+    /// SM time of one decode-attention tile (one request's KV head) besides its KV stream: prologue, Q load,
+    /// softmax and output epilogue, microseconds.
+    attn_decode_tile_us: "us", 0.0 ..= 10.0;
     /// Fraction of the BF16 tensor-core peak that SGLang's Triton fused-MoE GEMMs reach (before the per-shape
     /// factor of `data/moe_shapes.csv`).
     moe_compute_eff: "fraction", 0.15 ..= 0.9;

@@ -291,6 +291,7 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
         }
         OpKind::AttentionDecode {
             attended_tokens,
+            tiles,
             heads,
             qk_dim,
             v_dim,
@@ -298,7 +299,10 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
         } => {
             let flops = 2.0 * *heads as f64 * (*qk_dim + *v_dim) as f64 * *attended_tokens as f64;
             let compute_s = flops / (gpu.bf16_flops_per_s * coefficients.attn_prefill_eff * coefficients.sustained_clock_ratio);
-            let memory_s = *attended_tokens as f64 * kv_bytes_per_token / (hbm * coefficients.attn_decode_mem_eff);
+            // Each tile also pays a fixed SM time (prologue, Q load, softmax and output epilogue) that the
+            // KV stream does not hide; tiles run in waves over the SMs.
+            let tile_s = *tiles as f64 / f64::from(gpu.sm_count) * coefficients.attn_decode_tile_us * 1e-6;
+            let memory_s = *attended_tokens as f64 * kv_bytes_per_token / (hbm * coefficients.attn_decode_mem_eff) + tile_s;
             // Split-KV decode: a partial-attention kernel over KV splits, then a merge of the partials.
             OpCost::bounded(compute_s, memory_s, 2.0 * floor_s, 2.0, repeat)
         }
@@ -879,6 +883,7 @@ mod tests {
             name: "a",
             kind: OpKind::AttentionDecode {
                 attended_tokens: 1,
+                tiles: 0,
                 heads: 32,
                 qk_dim: 128,
                 v_dim: 128,

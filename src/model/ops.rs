@@ -85,6 +85,9 @@ pub enum OpKind<'a> {
     AttentionDecode {
         /// Sum over requests of the tokens attended (context plus the new one, capped at the window).
         attended_tokens: u64,
+        /// Work tiles of the decode kernel's grid before any KV split: one per (request, KV head) on this GPU
+        /// (FA3 packs a KV head's query heads into one tile; MLA has one latent KV head).
+        tiles: u64,
         /// Query heads on this GPU.
         heads: u64,
         /// Query/key dimension per head.
@@ -223,6 +226,7 @@ pub fn describe_attention<'a>(
                         AttentionKernel::Mha,
                         batch,
                         heads,
+                        kv_heads,
                         head_dim,
                         head_dim,
                         window_tokens,
@@ -293,6 +297,7 @@ pub fn describe_attention<'a>(
                         AttentionKernel::Mla,
                         batch,
                         heads,
+                        1,
                         latent,
                         kv_lora_rank,
                         None,
@@ -328,6 +333,7 @@ pub fn describe_attention<'a>(
                         AttentionKernel::Mla,
                         batch,
                         heads,
+                        1,
                         qk_head_dim,
                         v_head_dim,
                         None,
@@ -366,6 +372,7 @@ fn push_attention_core<'a>(
     kernel: AttentionKernel,
     batch: RankBatch<'a>,
     heads: u64,
+    kv_heads: u64,
     qk_dim: u64,
     v_dim: u64,
     window_tokens: Option<u64>,
@@ -390,6 +397,7 @@ fn push_attention_core<'a>(
                 .sum();
             OpKind::AttentionDecode {
                 attended_tokens,
+                tiles: contexts.len() as u64 * kv_heads,
                 heads,
                 qk_dim,
                 v_dim,

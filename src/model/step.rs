@@ -230,8 +230,10 @@ impl StepModel {
             if n == 0 {
                 continue;
             }
-            // One request whose context is the sum attends the same tokens as the batch: sum + n.
-            let contexts = [sum + n - 1];
+            // n requests, one holding the whole context sum and the rest empty, attend the same tokens as the
+            // batch (sum + n) and run as many decode tiles.
+            let mut contexts = vec![0; n as usize];
+            contexts[0] = sum;
             let mut ops: Vec<Op<'_>> = Vec::with_capacity(8);
             let core = self.decode_attention_core(RankBatch::Decode(&contexts), padded, &mut ops);
             if core.total_s() > slowest_core.total_s() {
