@@ -53,3 +53,28 @@ fn sglang_custom_all_reduce_tables_stay_within_ten_percent() {
         }
     }
 }
+
+#[test]
+fn sglang_gemm_and_fa3_attention_tables_stay_within_their_bounds() {
+    // 10% is the target; the FA3 attention families and DeepGEMM's block-FP8 GEMM on H200 are above it
+    // (README `sglsim kernels` says why), so their bounds sit a little above today's error.
+    let bounds = [
+        ("aic_gemm_bf16", 10.0),
+        ("aic_gemm_fp8", 10.0),
+        ("aic_gemm_fp8_block", 12.0),
+        ("aic_attn_prefill", 21.0),
+        ("aic_attn_decode", 16.0),
+    ];
+    for gpu in ["h200", "h100"] {
+        let prefix = format!("{gpu}_sxm");
+        let mut all = Vec::new();
+        for table in ["gemm", "context_attention", "generation_attention"] {
+            all.extend(errors(gpu, &format!("{prefix}_{table}.csv")));
+        }
+        assert_eq!(all.len(), bounds.len(), "{all:?}");
+        for (family, median) in all {
+            let bound = bounds.iter().find(|(f, _)| *f == family).map(|(_, b)| *b).unwrap();
+            assert!(median < bound, "{gpu} {family}: median {median:.1}%");
+        }
+    }
+}

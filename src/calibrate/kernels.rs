@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::error::{Error, Result};
 use super::validate::quantile;
 use crate::model::coefficients::{Coefficients, COEFFICIENT_INFO};
-use crate::model::cost::{allreduce_s, cost_op, gemm_compute_dtype, moe_cost, nccl_with_s, ExpertLoad, MoeKernel, MoeWork, NcclOp, Nvls};
+use crate::model::cost::{
+    activation_quant_s, allreduce_s, cost_op, gemm_compute_dtype, moe_cost, nccl_with_s, ExpertLoad, MoeKernel, MoeWork, NcclOp, Nvls,
+};
 use crate::model::gpu::GpuSpec;
 use crate::model::moe_shapes::{builtin_moe_shapes, moe_shape_factors, MoeShape, MoeShapeFactors};
 use crate::model::ops::{AttentionKernel, ExtendRequest, Op, OpKind};
@@ -479,7 +481,7 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
             if gemm_compute_dtype(gpu, *weights) == ComputeDtype::Bf16 {
                 serving_us
             } else {
-                serving_us - coefficients.kernel_floor_us
+                serving_us - coefficients.kernel_floor_us - activation_quant_s(gpu, coefficients, *m, *k) * 1e6
             }
         }
         KernelShape::AttentionPrefill {
@@ -906,10 +908,9 @@ mod tests {
         .total_s()
             * 1e6;
         let priced = predict_us(&sample(WeightDtype::Fp8PerTensor), &gpu, &coefficients);
-        assert!(
-            (serving_us - priced - coefficients.kernel_floor_us).abs() < 1e-9,
-            "{serving_us} {priced}"
-        );
+        // The sample is m = 1, k = 4096: the quantisation kernel's floor and its (tiny) traffic.
+        let quant_us = coefficients.kernel_floor_us + activation_quant_s(&gpu, &coefficients, 1, 4096) * 1e6;
+        assert!((serving_us - priced - quant_us).abs() < 1e-9, "{serving_us} {priced}");
         assert!(predict_us(&sample(WeightDtype::Bf16), &gpu, &coefficients) > priced);
     }
 

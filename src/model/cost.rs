@@ -209,6 +209,12 @@ pub fn gemm_compute_dtype(gpu: &GpuSpec, weights: WeightDtype) -> ComputeDtype {
         .unwrap_or(ComputeDtype::Bf16)
 }
 
+/// Memory time of quantising an `m × k` BF16 activation to FP8 before a low-precision GEMM (read two
+/// bytes, write one per element, scales aside), seconds; its kernel floor is counted separately.
+pub fn activation_quant_s(gpu: &GpuSpec, coefficients: &Coefficients, m: u64, k: u64) -> f64 {
+    m as f64 * k as f64 * 3.0 / (gpu.hbm_bytes_per_s * coefficients.gemm_mem_eff)
+}
+
 /// Achieved dense-GEMM rate for weights of this format, FLOP/s.
 pub fn gemm_flops_per_s(gpu: &GpuSpec, coefficients: &Coefficients, weights: WeightDtype) -> f64 {
     let used = gemm_compute_dtype(gpu, weights);
@@ -251,13 +257,15 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             let bytes = *n as f64 * *k as f64 * weights.bytes_per_param() + (*m as f64) * (*k + *n) as f64 * 2.0;
             let memory_s = bytes / (hbm * coefficients.gemm_mem_eff);
             // FP8 and FP4 GEMMs on tensor cores that take them quantise their input activations first:
-            // one more (small) kernel per GEMM.
-            let n_kernels = if gemm_compute_dtype(gpu, *weights) == ComputeDtype::Bf16 {
-                1.0
+            // one more kernel per GEMM, which reads the BF16 activations and writes them quantised before
+            // the GEMM starts.
+            if gemm_compute_dtype(gpu, *weights) == ComputeDtype::Bf16 {
+                OpCost::bounded(compute_s, memory_s, floor_s, 1.0, repeat)
             } else {
-                2.0
-            };
-            OpCost::bounded(compute_s, memory_s, n_kernels * floor_s, n_kernels, repeat)
+                let mut cost = OpCost::bounded(compute_s, memory_s, 2.0 * floor_s, 2.0, repeat);
+                cost.memory_s += activation_quant_s(gpu, coefficients, *m, *k) * repeat;
+                cost
+            }
         }
         OpKind::AttentionPrefill {
             kernel,
@@ -762,6 +770,33 @@ mod tests {
         // A smaller memory factor slows the weight-bound decode case.
         let slow = cost(1.0, MoeKernel::Triton((1.0, 0.5)), WeightDtype::Bf16);
         assert!(slow.total_s() > cost(1.0, triton, WeightDtype::Bf16).total_s() * 1.5);
+    }
+
+    #[test]
+    fn fp8_gemms_pay_their_activation_quantisation_traffic() {
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let gemm = |weights| {
+            cost_op(
+                &Op {
+                    name: "g",
+                    kind: OpKind::Gemm {
+                        m: 16384,
+                        n: 8192,
+                        k: 8192,
+                        weights,
+                    },
+                    repeat: 1,
+                },
+                &gpu,
+                &coefficients,
+            )
+        };
+        let fp8 = gemm(WeightDtype::Fp8Block);
+        // Compute-bound: the memory time left is the quantisation pass, 16384 x 8192 x 3 bytes.
+        let expected = 16384.0 * 8192.0 * 3.0 / (gpu.hbm_bytes_per_s * coefficients.gemm_mem_eff);
+        assert!(fp8.compute_s > 0.0 && (fp8.memory_s / expected - 1.0).abs() < 1e-9, "{fp8:?}");
+        assert_eq!(gemm(WeightDtype::Bf16).memory_s, 0.0);
     }
 
     #[test]
