@@ -28,6 +28,14 @@ pub enum RankBatch<'a> {
     Extend(&'a [ExtendRequest]),
     /// A decode batch: each request's context length (tokens in KV) before this step.
     Decode(&'a [u64]),
+    /// A decode batch known only by its size and the sum of its contexts (tokens in KV before this
+    /// step): costs the same as [`RankBatch::Decode`] for models without sliding windows.
+    DecodeSummed {
+        /// Requests.
+        requests: u64,
+        /// Sum of their context lengths, tokens.
+        context_sum: u64,
+    },
 }
 
 impl RankBatch<'_> {
@@ -37,6 +45,7 @@ impl RankBatch<'_> {
             RankBatch::Idle => 0,
             RankBatch::Extend(requests) => requests.iter().map(|r| r.new_tokens).sum(),
             RankBatch::Decode(contexts) => contexts.len() as u64,
+            RankBatch::DecodeSummed { requests, .. } => *requests,
         }
     }
 
@@ -46,6 +55,7 @@ impl RankBatch<'_> {
             RankBatch::Idle => 0,
             RankBatch::Extend(requests) => requests.len() as u64,
             RankBatch::Decode(contexts) => contexts.len() as u64,
+            RankBatch::DecodeSummed { requests, .. } => *requests,
         }
     }
 }
@@ -280,7 +290,7 @@ pub fn describe_attention<'a>(
                 repeat: layers,
             });
             match batch {
-                RankBatch::Decode(_) | RankBatch::Idle => {
+                RankBatch::Decode(_) | RankBatch::DecodeSummed { .. } | RankBatch::Idle => {
                     // Absorbed MLA: per-head bmm into the latent, attention over the latent, bmm back to v.
                     ops.push(Op {
                         name: "mla_absorb_q",
@@ -404,6 +414,15 @@ fn push_attention_core<'a>(
                 kv_bytes_per_token,
             }
         }
+        // Without a window every request attends its context plus the new token.
+        RankBatch::DecodeSummed { requests, context_sum } => OpKind::AttentionDecode {
+            attended_tokens: context_sum + requests,
+            tiles: requests * kv_heads,
+            heads,
+            qk_dim,
+            v_dim,
+            kv_bytes_per_token,
+        },
     };
     let name = if matches!(batch, RankBatch::Extend(_)) {
         "attn_prefill"

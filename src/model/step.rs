@@ -192,7 +192,7 @@ impl StepModel {
         let mut max_batch = 0u64;
         for batch in ranks {
             match batch {
-                RankBatch::Decode(contexts) => max_batch = max_batch.max(contexts.len() as u64),
+                RankBatch::Decode(_) | RankBatch::DecodeSummed { .. } => max_batch = max_batch.max(batch.n_requests()),
                 RankBatch::Idle => {}
                 RankBatch::Extend(_) => return None,
             }
@@ -230,12 +230,12 @@ impl StepModel {
             if n == 0 {
                 continue;
             }
-            // n requests, one holding the whole context sum and the rest empty, attend the same tokens as the
-            // batch (sum + n) and run as many decode tiles.
-            let mut contexts = vec![0; n as usize];
-            contexts[0] = sum;
+            let batch = RankBatch::DecodeSummed {
+                requests: n,
+                context_sum: sum,
+            };
             let mut ops: Vec<Op<'_>> = Vec::with_capacity(8);
-            let core = self.decode_attention_core(RankBatch::Decode(&contexts), padded, &mut ops);
+            let core = self.decode_attention_core(batch, padded, &mut ops);
             if core.total_s() > slowest_core.total_s() {
                 slowest_core = core;
             }
@@ -314,7 +314,10 @@ impl StepModel {
         let any_extend = ranks.iter().any(|r| matches!(r, RankBatch::Extend(_)));
         let max_decode_batch = ranks
             .iter()
-            .map(|r| if let RankBatch::Decode(c) = r { c.len() as u64 } else { 0 })
+            .map(|r| match r {
+                RankBatch::Decode(_) | RankBatch::DecodeSummed { .. } => r.n_requests(),
+                _ => 0,
+            })
             .max()
             .unwrap_or(0);
         // DP-attention ranks pad to a common batch so that the CUDA graph has one shape.
@@ -331,7 +334,7 @@ impl StepModel {
         let mut n_requests = 0u64;
         for batch in ranks {
             let m_tokens = match (batch, graph_batch) {
-                (RankBatch::Decode(_) | RankBatch::Idle, Some(padded)) => padded,
+                (RankBatch::Decode(_) | RankBatch::DecodeSummed { .. } | RankBatch::Idle, Some(padded)) => padded,
                 (RankBatch::Idle, None) if self.mapping.dp_attention() => 1,
                 _ => batch.n_tokens(),
             };
