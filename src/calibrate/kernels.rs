@@ -455,19 +455,7 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
     let mut burst = coefficients.clone();
     burst.sustained_clock_ratio = 1.0;
     let coefficients = &burst;
-    let op = |kind: OpKind<'_>| {
-        cost_op(
-            &Op {
-                name: "kernel",
-                kind,
-                repeat: 1,
-            },
-            gpu,
-            coefficients,
-        )
-        .total_s()
-            * 1e6
-    };
+    let op = |kind: OpKind<'_>| op_us(kind, gpu, coefficients);
     match &sample.shape {
         KernelShape::Gemm { m, n, k, weights } => {
             let serving_us = op(OpKind::Gemm {
@@ -571,6 +559,21 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
             seconds * 1e6
         }
     }
+}
+
+/// Time of one op with `coefficients` as given, microseconds.
+fn op_us(kind: OpKind<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> f64 {
+    cost_op(
+        &Op {
+            name: "kernel",
+            kind,
+            repeat: 1,
+        },
+        gpu,
+        coefficients,
+    )
+    .total_s()
+        * 1e6
 }
 
 /// The expert shape a MoE sample ran (what selects its tuned kernel config); `None` for other samples.
@@ -891,22 +894,16 @@ mod tests {
         };
         let mut burst = coefficients.clone();
         burst.sustained_clock_ratio = 1.0;
-        let serving_us = cost_op(
-            &Op {
-                name: "g",
-                kind: OpKind::Gemm {
-                    m: 1,
-                    n: 4096,
-                    k: 4096,
-                    weights: WeightDtype::Fp8PerTensor,
-                },
-                repeat: 1,
+        let serving_us = op_us(
+            OpKind::Gemm {
+                m: 1,
+                n: 4096,
+                k: 4096,
+                weights: WeightDtype::Fp8PerTensor,
             },
             &gpu,
             &burst,
-        )
-        .total_s()
-            * 1e6;
+        );
         let priced = predict_us(&sample(WeightDtype::Fp8PerTensor), &gpu, &coefficients);
         // The sample is m = 1, k = 4096: the quantisation kernel's floor and its (tiny) traffic.
         let quant_us = coefficients.kernel_floor_us + activation_quant_s(&gpu, &coefficients, 1, 4096) * 1e6;

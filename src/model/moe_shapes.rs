@@ -160,7 +160,7 @@ pub fn builtin_moe_shapes() -> &'static [MoeShapeFactors] {
 pub fn moe_shape_factors(table: &[MoeShapeFactors], gpu: &str, shape: &MoeShape, serving_only: bool) -> (f64, f64) {
     table
         .iter()
-        .find(|f| f.gpu == gpu && f.shape == *shape && (f.serving || !serving_only))
+        .find(|f| f.shape == *shape && (f.serving || !serving_only) && f.gpu == gpu)
         .map_or((1.0, 1.0), |f| (f.compute_factor, f.mem_factor))
 }
 

@@ -17,11 +17,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{KernelSample, KernelShape};
+use super::{op_us, KernelSample, KernelShape};
 use crate::model::coefficients::Coefficients;
-use crate::model::cost::cost_op;
 use crate::model::gpu::GpuSpec;
-use crate::model::ops::{AttentionKernel, ExtendRequest, Op, OpKind};
+use crate::model::ops::{AttentionKernel, ExtendRequest, OpKind};
 use crate::model::quant::{KvDtype, WeightDtype};
 
 /// Reads one row of a GEMM or attention table; `None` for rows of other tables or rows it skips.
@@ -95,20 +94,6 @@ pub(super) fn parse_row(record: &BTreeMap<String, String>, time_us: f64) -> Opti
         shape,
         time_us,
     })
-}
-
-fn op_us(kind: OpKind<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> f64 {
-    cost_op(
-        &Op {
-            name: "kernel",
-            kind,
-            repeat: 1,
-        },
-        gpu,
-        coefficients,
-    )
-    .total_s()
-        * 1e6
 }
 
 /// Predicted time of an AIC GEMM or attention row, microseconds; `coefficients` at boost clock.
