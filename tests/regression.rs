@@ -66,7 +66,7 @@ fn issue6_dev_set_error_does_not_regress() {
             .unwrap_or_else(|| panic!("no {family} group"))
     };
     for (family, bound) in [
-        ("ttft", 17.0),
+        ("ttft", 19.0),
         ("ttft_overload", 18.0),
         ("itl", 20.0),
         ("tpot", 17.0),

@@ -487,10 +487,12 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
                 kernel: AttentionKernel::Mha,
                 requests: &requests,
                 heads: *heads,
+                kv_heads: *kv_heads,
                 qk_dim: *head_dim,
                 v_dim: *head_dim,
                 window_tokens: None,
                 kv_bytes_per_token,
+                kv_dtype: KvDtype::Bf16,
             })
         }
         KernelShape::AttentionDecode {
@@ -502,13 +504,15 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
         } => {
             let kv_bytes_per_token = (2 * kv_heads * head_dim * 2) as f64;
             op(OpKind::AttentionDecode {
+                kernel: AttentionKernel::Mha,
+                requests: *batch,
                 attended_tokens: batch * context,
-                // Contiguous cuDNN SDPA, not FA3's paged decode: no per-tile cost is priced.
-                tiles: 0,
+                kv_heads: *kv_heads,
                 heads: *heads,
                 qk_dim: *head_dim,
                 v_dim: *head_dim,
                 kv_bytes_per_token,
+                kv_dtype: KvDtype::Bf16,
             })
         }
         KernelShape::SglangGemm { .. } | KernelShape::SglangAttentionPrefill { .. } | KernelShape::SglangAttentionDecode { .. } => {
@@ -781,8 +785,19 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
     match family {
         "gemm_bf16" => &["gemm_bf16_eff", "gemm_mem_eff", "kernel_floor_us"],
         "gemm_fp8" => &["gemm_fp8_eff"],
-        "attn_prefill" => &["attn_prefill_eff", "attn_prefill_half_tokens"],
-        "attn_decode" => &["attn_decode_mem_eff"],
+        "attn_prefill" => &["attn_prefill_eff"],
+        "aic_attn_prefill" => &[
+            "attn_prefill_eff",
+            "attn_prefill_tile_us",
+            "attn_prefill_row_ns",
+            "attn_fp8_speedup",
+        ],
+        "attn_decode" | "aic_attn_decode" => &[
+            "attn_decode_mem_eff",
+            "attn_decode_tile_us",
+            "attn_decode_token_ns",
+            "attn_decode_request_ns",
+        ],
         "nccl_all_reduce" | "nccl_all_gather" => &[
             "nccl_latency_us",
             "nccl_step_us",
@@ -808,8 +823,8 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
 pub const FIT_ORDER: &[&str] = &[
     "gemm_bf16",
     "gemm_fp8",
-    "attn_prefill",
-    "attn_decode",
+    "attn_prefill+aic_attn_prefill",
+    "attn_decode+aic_attn_decode",
     "nccl_all_reduce+nccl_all_gather+nccl_alltoall",
     "all_reduce+all_gather+all_to_all",
     "custom_allreduce",

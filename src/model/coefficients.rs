@@ -30,7 +30,7 @@ fn check_schema(schema_version: u32, path: &str) -> Result<()> {
 pub struct CoefficientInfo {
     /// Field name in the profile.
     pub name: &'static str,
-    /// Unit (`fraction`, `us`, `ms`, `GiB`, `ratio`, `tokens`).
+    /// Unit (`fraction`, `ns`, `us`, `ms`, `GiB`, `ratio`, `tokens`).
     pub unit: &'static str,
     /// Lowest plausible value.
     pub min: f64,
@@ -86,17 +86,35 @@ coefficients! {
     sustained_clock_ratio: "ratio", 0.5 ..= 1.0;
     /// Fraction of HBM bandwidth that weight-streaming (small-batch) GEMMs reach.
     gemm_mem_eff: "fraction", 0.4 ..= 0.98;
-    /// Fraction of the BF16 peak that prefill attention (FlashAttention-3/FlashInfer) reaches on long prompts.
+    /// Fraction of an SM's BF16 tensor-core peak at which prefill attention (FlashAttention-3) runs one
+    /// 128x128 query-key block of a long tile's main loop.
     attn_prefill_eff: "fraction", 0.15 ..= 0.9;
-    /// Fraction of the BF16 peak that MLA prefill attention (MHA over the expanded latent) reaches on long prompts.
+    /// Fraction of the BF16 peak that MLA prefill attention (MHA over the expanded latent, qk 192 / v 128 per
+    /// head) reaches on long prompts.
     attn_prefill_mla_eff: "fraction", 0.05 ..= 0.9;
-    /// Query tokens per request at which prefill attention reaches half of its long-prompt efficiency.
-    attn_prefill_half_tokens: "tokens", 1.0 ..= 8192.0;
+    /// Query tokens per request at which MLA prefill attention reaches half of its long-prompt efficiency.
+    attn_prefill_mla_half_tokens: "tokens", 1.0 ..= 8192.0;
+    /// SM time of one prefill-attention tile (128 packed query rows of one KV head) besides its query-key
+    /// blocks: scheduling, pipeline fill and drain, microseconds.
+    attn_prefill_tile_us: "us", 0.0 ..= 10.0;
+    /// SM time per packed query row of a prefill-attention tile (Q load, softmax finalisation, O store),
+    /// nanoseconds.
+    attn_prefill_row_ns: "ns", 0.0 ..= 200.0;
+    /// Rate of FA3's FP8 attention (FP8 KV cache, query cast to FP8) over its BF16 rate, on GPUs with FP8
+    /// tensor cores.
+    attn_fp8_speedup: "ratio", 1.0 ..= 2.5;
     /// Fraction of HBM bandwidth that decode attention reaches while reading the KV cache.
-    attn_decode_mem_eff: "fraction", 0.15 ..= 0.95;
+    attn_decode_mem_eff: "fraction", 0.15 ..= 0.98;
     /// SM time of one decode-attention tile (one request's KV head) besides its KV stream: prologue, Q load,
     /// softmax and output epilogue, microseconds.
     attn_decode_tile_us: "us", 0.0 ..= 10.0;
+    /// SM time per attended KV token per KV head of grouped-query decode attention at head dims 128 + 128
+    /// (the KV head's few query rows padded to a 64-row MMA: QK, softmax and PV over the padding),
+    /// nanoseconds; scales with the head dims.
+    attn_decode_token_ns: "ns", 0.0 ..= 100.0;
+    /// Decode-attention time per request outside its tiles (sequence metadata, KV-split scheduling),
+    /// nanoseconds.
+    attn_decode_request_ns: "ns", 0.0 ..= 100.0;
     /// Fraction of the BF16 tensor-core peak that SGLang's Triton fused-MoE GEMMs reach (before the per-shape
     /// factor of `data/moe_shapes.csv`).
     moe_compute_eff: "fraction", 0.15 ..= 0.9;

@@ -7,7 +7,7 @@
 
 use super::arch::{Attention, ModelSpec};
 use super::mapping::ParallelMapping;
-use super::quant::{ComputeDtype, WeightDtype};
+use super::quant::{ComputeDtype, KvDtype, WeightDtype};
 use super::server_args::{MoeA2aBackend, ResolvedServerArgs};
 
 /// One request's part of a prefill ("extend") forward.
@@ -82,6 +82,9 @@ pub enum OpKind<'a> {
         requests: &'a [ExtendRequest],
         /// Query heads on this GPU.
         heads: u64,
+        /// Key/value heads the kernel reads on this GPU (the query heads of one share a tile; MLA prefill
+        /// expands the latent to one per query head).
+        kv_heads: u64,
         /// Query/key dimension per head.
         qk_dim: u64,
         /// Value dimension per head.
@@ -90,14 +93,20 @@ pub enum OpKind<'a> {
         window_tokens: Option<u64>,
         /// KV bytes per token per layer on this GPU.
         kv_bytes_per_token: f64,
+        /// KV-cache format (an FP8 cache runs the attention math in FP8 where the GPU has it).
+        kv_dtype: KvDtype,
     },
     /// Decode attention: one new query per request over its context.
     AttentionDecode {
+        /// Which kernel family runs it.
+        kernel: AttentionKernel,
+        /// Requests decoding.
+        requests: u64,
         /// Sum over requests of the tokens attended (context plus the new one, capped at the window).
         attended_tokens: u64,
-        /// Work tiles of the decode kernel's grid before any KV split: one per (request, KV head) on this GPU
+        /// KV heads on this GPU; the decode grid has one tile per (request, KV head) before any KV split
         /// (FA3 packs a KV head's query heads into one tile; MLA has one latent KV head).
-        tiles: u64,
+        kv_heads: u64,
         /// Query heads on this GPU.
         heads: u64,
         /// Query/key dimension per head.
@@ -106,6 +115,8 @@ pub enum OpKind<'a> {
         v_dim: u64,
         /// KV bytes per token per layer on this GPU.
         kv_bytes_per_token: f64,
+        /// KV-cache format (an FP8 cache costs a query-cast kernel).
+        kv_dtype: KvDtype,
     },
     /// Routed experts of one MoE layer (fused/grouped GEMMs, up and down).
     MoeExperts {
@@ -195,6 +206,7 @@ pub fn describe_attention<'a>(
     model: &ModelSpec,
     mapping: &ParallelMapping,
     kv_bytes_per_token_per_layer: f64,
+    kv_dtype: KvDtype,
     batch: RankBatch<'a>,
     m_tokens: u64,
     ops: &mut Vec<Op<'a>>,
@@ -241,6 +253,7 @@ pub fn describe_attention<'a>(
                         head_dim,
                         window_tokens,
                         kv_bytes_per_token_per_layer,
+                        kv_dtype,
                         repeat,
                     );
                 }
@@ -312,6 +325,7 @@ pub fn describe_attention<'a>(
                         kv_lora_rank,
                         None,
                         kv_bytes_per_token_per_layer,
+                        kv_dtype,
                         layers,
                     );
                     ops.push(Op {
@@ -343,11 +357,12 @@ pub fn describe_attention<'a>(
                         AttentionKernel::Mla,
                         batch,
                         heads,
-                        1,
+                        heads,
                         qk_head_dim,
                         v_head_dim,
                         None,
                         kv_bytes_per_token_per_layer,
+                        kv_dtype,
                         layers,
                     );
                 }
@@ -387,42 +402,42 @@ fn push_attention_core<'a>(
     v_dim: u64,
     window_tokens: Option<u64>,
     kv_bytes_per_token: f64,
+    kv_dtype: KvDtype,
     repeat: u64,
 ) {
+    let decode = |requests: u64, attended_tokens: u64| OpKind::AttentionDecode {
+        kernel,
+        requests,
+        attended_tokens,
+        kv_heads,
+        heads,
+        qk_dim,
+        v_dim,
+        kv_bytes_per_token,
+        kv_dtype,
+    };
     let kind = match batch {
         RankBatch::Idle => return,
         RankBatch::Extend(requests) => OpKind::AttentionPrefill {
             kernel,
             requests,
             heads,
+            kv_heads,
             qk_dim,
             v_dim,
             window_tokens,
             kv_bytes_per_token,
+            kv_dtype,
         },
         RankBatch::Decode(contexts) => {
             let attended_tokens = contexts
                 .iter()
                 .map(|&context| window_tokens.map_or(context + 1, |w| (context + 1).min(w)))
                 .sum();
-            OpKind::AttentionDecode {
-                attended_tokens,
-                tiles: contexts.len() as u64 * kv_heads,
-                heads,
-                qk_dim,
-                v_dim,
-                kv_bytes_per_token,
-            }
+            decode(contexts.len() as u64, attended_tokens)
         }
         // Without a window every request attends its context plus the new token.
-        RankBatch::DecodeSummed { requests, context_sum } => OpKind::AttentionDecode {
-            attended_tokens: context_sum + requests,
-            tiles: requests * kv_heads,
-            heads,
-            qk_dim,
-            v_dim,
-            kv_bytes_per_token,
-        },
+        RankBatch::DecodeSummed { requests, context_sum } => decode(requests, context_sum + requests),
     };
     let name = if matches!(batch, RankBatch::Extend(_)) {
         "attn_prefill"
