@@ -38,9 +38,9 @@ fn assert_tables_within(tables: &[&str], bounds: &[(&str, f64)]) {
 
 #[test]
 fn fused_moe_tables_stay_within_ten_percent() {
-    // gpt-oss's weight-only MXFP4 path is a little above the target on H200 (11.4%; README
-    // `sglsim kernels` says why); the bound keeps it from regressing.
-    assert_tables_within(&["moe"], &[("moe_bf16", 10.0), ("moe_fp8", 10.0), ("moe_mxfp4", 13.0)]);
+    // gpt-oss's weight-only MXFP4 path: 6.6% on H200, 6.4% on H100 with SGLang's default tile config
+    // (16-row blocks while tokens <= local experts, 64-row blocks after) and the remote slots' cache traffic.
+    assert_tables_within(&["moe"], &[("moe_bf16", 10.0), ("moe_fp8", 10.0), ("moe_mxfp4", 7.5)]);
 }
 
 #[test]

@@ -527,11 +527,15 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
             routing,
             tokens_in,
             loads,
+            top_k,
+            n_experts,
             ..
         } => {
             let shape = moe_sample_shape(sample).expect("a MoE sample");
             let work = MoeWork {
                 tokens_in: *tokens_in as f64,
+                top_k: *top_k as f64,
+                local_experts: (*n_experts / (*ep).max(1)) as f64,
                 loads,
                 hidden: *hidden,
                 slice: *intermediate / (*moe_tp).max(1),

@@ -33,6 +33,11 @@ pub struct ExpertLoad {
 pub struct MoeWork<'a> {
     /// Tokens entering the layer on this rank (rows of the hidden-state input).
     pub tokens_in: f64,
+    /// Top-k slots each entering token holds: the Triton path's intermediate caches and its element-wise
+    /// kernels cover `tokens_in * top_k` rows, remote experts' slots included.
+    pub top_k: f64,
+    /// Experts held by this rank (the `E` that selects the Triton kernel's tile config).
+    pub local_experts: f64,
     /// Token slots per local expert, grouped; experts with no slot are left out.
     pub loads: &'a [ExpertLoad],
     /// Hidden size.
@@ -70,6 +75,19 @@ pub fn moe_block_m(tokens_per_expert: f64) -> f64 {
     }
 }
 
+/// `BLOCK_SIZE_M` of SGLang's untuned Triton fused-MoE config (`get_default_config` in
+/// fused_moe_triton_config.py), which the weight-only MXFP4 kernel runs with since no tuned config file
+/// exists for its dtype: 16-row blocks while the tokens entering the layer (`M`) are no more than the local
+/// experts (`E`), 64-row blocks (with wider N tiles and L2-grouped M blocks) once `M > E`, however few
+/// slots each expert then receives.
+pub fn moe_default_block_m(tokens_in: f64, local_experts: f64) -> f64 {
+    if tokens_in <= local_experts {
+        16.0
+    } else {
+        64.0
+    }
+}
+
 /// Time of one fused-MoE layer on one rank: each expert's token slots padded to whole `BLOCK_SIZE_M` row
 /// blocks (the GEMMs run whole blocks); the larger of that math and the stream of every active expert's
 /// weights; plus the activations each slot reads and writes between the kernels (gathered input,
@@ -79,13 +97,17 @@ pub fn moe_cost(work: &MoeWork<'_>, kernel: MoeKernel, gpu: &GpuSpec, coefficien
     let active: f64 = work.loads.iter().map(|l| l.experts).sum();
     let slots: f64 = work.loads.iter().map(|l| l.experts * l.tokens).sum();
     let mean_load = if active > 0.0 { slots / active } else { 0.0 };
-    let block = moe_block_m(mean_load);
-    let padded: f64 = work.loads.iter().map(|l| l.experts * (l.tokens / block).ceil() * block).sum();
-    let (hidden, slice) = (work.hidden as f64, work.slice as f64);
     // MXFP4 experts on a GPU without FP4 tensor cores run weight-only (w4a16): the kernel dequantises
     // the weights and multiplies in BF16, with no activation quantisation (SGLang's Hopper path for
     // gpt-oss).
     let weight_only = work.weights == WeightDtype::Mxfp4 && !gpu.supports(ComputeDtype::Fp4);
+    let block = if weight_only && kernel != MoeKernel::DeepGemm {
+        moe_default_block_m(work.tokens_in, work.local_experts)
+    } else {
+        moe_block_m(mean_load)
+    };
+    let padded: f64 = work.loads.iter().map(|l| l.experts * (l.tokens / block).ceil() * block).sum();
+    let (hidden, slice) = (work.hidden as f64, work.slice as f64);
     let compute_dtype = if weight_only {
         ComputeDtype::Bf16
     } else {
@@ -104,11 +126,15 @@ pub fn moe_cost(work: &MoeWork<'_>, kernel: MoeKernel, gpu: &GpuSpec, coefficien
     let compute_s = 2.0 * 3.0 * hidden * slice * padded / rate;
     let weights_s = active * 3.0 * hidden * slice * work.weights.bytes_per_param()
         / (gpu.hbm_bytes_per_s * (coefficients.moe_mem_eff * mem_factor).min(1.0));
-    let activation_bytes = slots * (2.0 * hidden + 3.0 * slice) * 2.0 + work.tokens_in * hidden * 4.0;
-    let activations_s = activation_bytes / (gpu.hbm_bytes_per_s * coefficients.gemm_mem_eff);
     // DeepEP dispatches FP8 activations already quantised and DeepGEMM reads them inside its grouped
     // GEMMs, so there the activation traffic overlaps the math; the Triton path moves it between kernels.
     let deepgemm = kernel == MoeKernel::DeepGemm;
+    // The Triton path's caches hold every top-k slot of every entering token (`fused_experts_impl`:
+    // `(M, top_k, N)`): a slot routed to another rank's expert is still written (zeros, by the GEMMs'
+    // `filter_expert` blocks), activated and summed, so the element-wise traffic covers all of them.
+    let cache_slots = if deepgemm { slots } else { slots.max(work.tokens_in * work.top_k) };
+    let activation_bytes = cache_slots * (2.0 * hidden + 3.0 * slice) * 2.0 + work.tokens_in * hidden * 4.0;
+    let activations_s = activation_bytes / (gpu.hbm_bytes_per_s * coefficients.gemm_mem_eff);
     let n_kernels = MOE_KERNELS
         + if compute_dtype == ComputeDtype::Bf16 || deepgemm {
             0.0
@@ -475,6 +501,8 @@ pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCos
             }];
             let work = MoeWork {
                 tokens_in: tokens / *ep as f64,
+                top_k: *top_k as f64,
+                local_experts,
                 loads: &loads,
                 hidden: *hidden,
                 slice,
@@ -879,6 +907,8 @@ mod tests {
             let loads = [ExpertLoad { experts: 8.0, tokens }];
             let work = MoeWork {
                 tokens_in: 8.0 * tokens,
+                top_k: 1.0,
+                local_experts: 8.0,
                 loads: &loads,
                 hidden: 4096,
                 slice: 1536,
@@ -905,6 +935,46 @@ mod tests {
         // A smaller memory factor slows the weight-bound decode case.
         let slow = cost(1.0, MoeKernel::Triton((1.0, 0.5)), WeightDtype::Bf16);
         assert!(slow.total_s() > cost(1.0, triton, WeightDtype::Bf16).total_s() * 1.5);
+    }
+
+    #[test]
+    fn weight_only_mxfp4_switches_to_64_row_blocks_once_tokens_outnumber_local_experts() {
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let triton = MoeKernel::Triton((1.0, 1.0));
+        // 32 local experts, each with 2 slots: 16 tokens with top-4 (M <= E) run 16-row blocks, the same
+        // slots from 64 tokens of which most go to other ranks (M > E) run 64-row blocks.
+        let cost = |tokens_in: f64| {
+            let loads = [ExpertLoad {
+                experts: 32.0,
+                tokens: 2.0,
+            }];
+            let work = MoeWork {
+                tokens_in,
+                top_k: 4.0,
+                local_experts: 32.0,
+                loads: &loads,
+                hidden: 2880,
+                slice: 2880,
+                weights: WeightDtype::Mxfp4,
+                extra_kernels: 0.0,
+            };
+            moe_cost(&work, triton, &gpu, &coefficients)
+        };
+        assert_eq!(moe_default_block_m(32.0, 32.0), 16.0);
+        assert_eq!(moe_default_block_m(33.0, 32.0), 64.0);
+        let small = cost(16.0);
+        let large = cost(64.0);
+        assert!((large.compute_s / small.compute_s - 4.0).abs() < 1e-9, "{small:?} {large:?}");
+        // Remote experts' slots still pass through the intermediate caches: 64 tokens x 4 slots of
+        // activation traffic although only 64 slots are local.
+        let bytes = |slots: f64| slots * (2.0 * 2880.0 + 3.0 * 2880.0) * 2.0 + 64.0 * 2880.0 * 4.0;
+        let weights_s =
+            32.0 * 3.0 * 2880.0 * 2880.0 * WeightDtype::Mxfp4.bytes_per_param() / (gpu.hbm_bytes_per_s * coefficients.moe_mem_eff);
+        let activations_s = large.memory_s - weights_s;
+        let expected = bytes(256.0) / (gpu.hbm_bytes_per_s * coefficients.gemm_mem_eff);
+        assert!((activations_s / expected - 1.0).abs() < 1e-9, "{activations_s} {expected}");
+        assert!(activations_s > 1.5 * bytes(64.0) / (gpu.hbm_bytes_per_s * coefficients.gemm_mem_eff));
     }
 
     #[test]
