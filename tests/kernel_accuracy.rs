@@ -61,14 +61,14 @@ fn sglang_custom_all_reduce_tables_stay_within_ten_percent() {
 
 #[test]
 fn sglang_gemm_and_fa3_attention_tables_stay_within_their_bounds() {
-    // 10% is the target; the FA3 attention families and DeepGEMM's block-FP8 GEMM on H200 are above it
-    // (README `sglsim kernels` says why), so their bounds sit a little above today's error.
+    // 10% is the target; the FA3 attention families are above it (README `sglsim kernels` says why), so their
+    // bounds sit a little above today's error. DeepGEMM's block-FP8 GEMM is at 8.4% (H200) and 7.9% (H100).
     assert_tables_within(
         &["gemm", "context_attention", "generation_attention"],
         &[
             ("aic_gemm_bf16", 10.0),
             ("aic_gemm_fp8", 10.0),
-            ("aic_gemm_fp8_block", 12.0),
+            ("aic_gemm_fp8_block", 9.0),
             ("aic_attn_prefill", 21.0),
             ("aic_attn_decode", 16.0),
         ],
