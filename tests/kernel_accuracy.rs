@@ -61,15 +61,14 @@ fn sglang_custom_all_reduce_tables_stay_within_ten_percent() {
 
 #[test]
 fn sglang_gemm_and_fa3_attention_tables_stay_within_their_bounds() {
-    // 10% is the target; DeepGEMM's block-FP8 GEMM on H200 is above it (README `sglsim kernels` says why),
-    // so its bound sits a little above today's error. The FA3 attention families were at 19% (prefill) and
-    // 15% (decode) before they were priced per tile.
+    // 10% is the target for every family here. The FA3 attention families were at 19% (prefill) and 15%
+    // (decode) before they were priced per tile; DeepGEMM's block-FP8 GEMM at 10.6% (H200) before its K loop.
     assert_tables_within(
         &["gemm", "context_attention", "generation_attention"],
         &[
             ("aic_gemm_bf16", 10.0),
             ("aic_gemm_fp8", 10.0),
-            ("aic_gemm_fp8_block", 12.0),
+            ("aic_gemm_fp8_block", 9.0),
             ("aic_attn_prefill", 10.0),
             ("aic_attn_decode", 10.0),
         ],

@@ -469,7 +469,7 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
             if gemm_compute_dtype(gpu, *weights) == ComputeDtype::Bf16 {
                 serving_us
             } else {
-                serving_us - coefficients.kernel_floor_us - activation_quant_s(gpu, coefficients, *m, *k) * 1e6
+                serving_us - coefficients.act_quant_kernel_us - activation_quant_s(gpu, coefficients, *m, *k) * 1e6
             }
         }
         KernelShape::AttentionPrefill {
@@ -924,8 +924,8 @@ mod tests {
             &burst,
         );
         let priced = predict_us(&sample(WeightDtype::Fp8PerTensor), &gpu, &coefficients);
-        // The sample is m = 1, k = 4096: the quantisation kernel's floor and its (tiny) traffic.
-        let quant_us = coefficients.kernel_floor_us + activation_quant_s(&gpu, &coefficients, 1, 4096) * 1e6;
+        // The sample is m = 1, k = 4096: the quantisation kernel's fixed time and its (tiny) traffic.
+        let quant_us = coefficients.act_quant_kernel_us + activation_quant_s(&gpu, &coefficients, 1, 4096) * 1e6;
         assert!((serving_us - priced - quant_us).abs() < 1e-9, "{serving_us} {priced}");
         assert!(predict_us(&sample(WeightDtype::Bf16), &gpu, &coefficients) > priced);
     }

@@ -86,6 +86,17 @@ coefficients! {
     sustained_clock_ratio: "ratio", 0.5 ..= 1.0;
     /// Fraction of HBM bandwidth that weight-streaming (small-batch) GEMMs reach.
     gemm_mem_eff: "fraction", 0.4 ..= 0.98;
+    /// Fixed GPU time of the activation-quantisation kernel that runs before an FP8 GEMM (SGLang's
+    /// `sgl_per_token_quant_fp8` / `sglang_per_token_group_quant_fp8`), in place of a full GEMM kernel floor:
+    /// a one-pass element-wise kernel with no GEMM prologue or epilogue, microseconds.
+    act_quant_kernel_us: "us", 0.3 ..= 6.0;
+    /// SM time of one 128-deep K block of a DeepGEMM block-FP8 tile that the operand stream does not hide:
+    /// waiting on the block's WGMMAs, scaling the FP32 partial sums by the block's A and B scales on the CUDA
+    /// cores and adding them into the main accumulators (the per-128-K promotion), microseconds.
+    deepgemm_kblock_us: "us", 0.02 ..= 0.5;
+    /// Bytes per second one SM's TMA loads bring an A and a B tile in from L2 while every SM loads
+    /// (DeepGEMM's SM90 heuristic assumes about 48 bytes per cycle per SM), GB/s at boost clock.
+    deepgemm_sm_load_gb_per_s: "GB/s", 30.0 ..= 300.0;
     /// Fraction of an SM's BF16 tensor-core peak at which prefill attention (FlashAttention-3) runs one
     /// 128x128 query-key block of a long tile's main loop.
     attn_prefill_eff: "fraction", 0.15 ..= 0.9;
