@@ -74,3 +74,13 @@ fn sglang_gemm_and_fa3_attention_tables_stay_within_their_bounds() {
         ],
     );
 }
+
+#[test]
+fn sglang_mla_tables_stay_within_their_bounds() {
+    // Absorbed MLA on SGLang's FA3 backend (prefill 7.4% H200 / 6.0% H100, decode 8.8% / 8.1%) and the BF16
+    // absorption bmm (11.4% / 10.4%: single-kernel graph replays cost ~4.2 us, above one kernel floor).
+    assert_tables_within(
+        &["context_mla", "generation_mla", "mla_bmm"],
+        &[("aic_mla_prefill", 8.5), ("aic_mla_decode", 10.0), ("aic_mla_bmm", 10.0)],
+    );
+}

@@ -26,7 +26,8 @@ pub struct KernelSample {
     /// Op family: `gemm_bf16`, `gemm_fp8`, `attn_prefill`, `attn_decode`, `moe_bf16`, `moe_fp8`, `moe_mxfp4`,
     /// `custom_allreduce`, `custom_allreduce_eager`, `nccl_all_reduce`, `nccl_all_gather`, `nccl_alltoall`,
     /// our torch.distributed NCCL rows `all_reduce`, `all_gather`, `all_to_all`, and AIC's SGLang
-    /// `aic_gemm_bf16`, `aic_gemm_fp8`, `aic_gemm_fp8_block`, `aic_attn_prefill`, `aic_attn_decode`.
+    /// `aic_gemm_bf16`, `aic_gemm_fp8`, `aic_gemm_fp8_block`, `aic_attn_prefill`, `aic_attn_decode`, `aic_mla_prefill`,
+    /// `aic_mla_decode`, `aic_mla_bmm`.
     pub family: String,
     /// What was measured.
     pub shape: KernelShape,
@@ -113,6 +114,41 @@ pub enum KernelShape {
         head_dim: u64,
         /// KV-cache element type.
         kv: KvDtype,
+    },
+    /// SGLang's absorbed MLA prefill on the FA3 backend (AIC's context_mla table): `batch` prompts of `isl`
+    /// tokens from an empty cache over the 576-wide latent, latent-cache store included (module `aic`).
+    SglangMlaPrefill {
+        /// Requests.
+        batch: u64,
+        /// Prompt tokens per request.
+        isl: u64,
+        /// Query heads on the GPU.
+        heads: u64,
+        /// Latent-cache element type (FP8 is upcast to BF16 before attention).
+        kv: KvDtype,
+    },
+    /// SGLang's absorbed MLA decode on the FA3 backend (AIC's generation_mla table), latent-cache store included.
+    SglangMlaDecode {
+        /// Requests.
+        batch: u64,
+        /// Tokens each request attends (cached plus the new one).
+        attended: u64,
+        /// Query heads on the GPU.
+        heads: u64,
+        /// Latent-cache element type.
+        kv: KvDtype,
+    },
+    /// MLA's per-head BF16 `torch.bmm` around absorbed decode (AIC's mla_bmm table): `heads` GEMMs of
+    /// `[tokens × k] · [k × n]`.
+    SglangMlaBmm {
+        /// Tokens.
+        tokens: u64,
+        /// Query heads on the GPU (independent GEMMs).
+        heads: u64,
+        /// Output columns (512 into the latent, 128 back to `v_head_dim`).
+        n: u64,
+        /// Reduction (128 or 512).
+        k: u64,
     },
     /// A fused MoE layer (routed experts only) on one rank.
     Moe {
@@ -344,7 +380,11 @@ pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         let number = |name: &str| record.get(name).and_then(|v| v.parse::<f64>().ok());
         let Some(latency_ms) = number("latency") else { continue };
         let time_us = latency_ms * 1e3;
-        if record.contains_key("gemm_dtype") || record.contains_key("num_key_value_heads") {
+        if record.contains_key("gemm_dtype")
+            || record.contains_key("num_key_value_heads")
+            || record.contains_key("bmm_dtype")
+            || (record.contains_key("num_heads") && record.contains_key("tp_size"))
+        {
             samples.extend(aic::parse_row(&record, time_us));
         } else if record.contains_key("num_experts") {
             if record.get("kernel_source").map(String::as_str) != Some("sglang_fused_moe_triton") {
@@ -515,9 +555,12 @@ pub fn predict_us_with(sample: &KernelSample, gpu: &GpuSpec, coefficients: &Coef
                 kv_dtype: KvDtype::Bf16,
             })
         }
-        KernelShape::SglangGemm { .. } | KernelShape::SglangAttentionPrefill { .. } | KernelShape::SglangAttentionDecode { .. } => {
-            aic::predict_us(&sample.shape, gpu, coefficients)
-        }
+        KernelShape::SglangGemm { .. }
+        | KernelShape::SglangAttentionPrefill { .. }
+        | KernelShape::SglangAttentionDecode { .. }
+        | KernelShape::SglangMlaPrefill { .. }
+        | KernelShape::SglangMlaDecode { .. }
+        | KernelShape::SglangMlaBmm { .. } => aic::predict_us(&sample.shape, gpu, coefficients),
         KernelShape::Moe {
             hidden,
             intermediate,
@@ -796,6 +839,14 @@ pub fn identified_coefficients(family: &str) -> &'static [&'static str] {
             "attn_prefill_row_ns",
             "attn_fp8_speedup",
         ],
+        "aic_mla_prefill" => &[
+            "attn_prefill_eff",
+            "attn_prefill_tile_us",
+            "attn_prefill_row_ns",
+            "fp8_upcast_gelems_per_sm",
+        ],
+        "aic_mla_decode" => &["attn_decode_mem_eff", "attn_decode_tile_us", "fp8_upcast_gelems_per_sm"],
+        "aic_mla_bmm" => &["l2_tb_per_s"],
         "attn_decode" | "aic_attn_decode" => &[
             "attn_decode_mem_eff",
             "attn_decode_tile_us",
@@ -834,6 +885,7 @@ pub const FIT_ORDER: &[&str] = &[
     "custom_allreduce",
     "custom_allreduce_eager",
     "moe_bf16+moe_fp8",
+    "aic_mla_bmm",
 ];
 
 /// Fits, family by family, the coefficients the family identifies: coordinate search in log space

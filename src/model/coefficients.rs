@@ -126,6 +126,13 @@ coefficients! {
     /// Decode-attention time per request outside its tiles (sequence metadata, KV-split scheduling),
     /// nanoseconds.
     attn_decode_request_ns: "ns", 0.0 ..= 100.0;
+    /// Rate of PyTorch's elementwise FP8 (e4m3) -> BF16 cast, billions of elements per second per SM: SGLang's
+    /// FA3 backend upcasts an FP8 MLA latent cache to BF16 before attending it, a conversion bound by the SMs'
+    /// instruction rate, not by HBM.
+    fp8_upcast_gelems_per_sm: "Gelem/s per SM", 0.5 ..= 20.0;
+    /// Read bandwidth of the L2 cache for operands that stay resident between kernel replays (kernel
+    /// microbenchmarks only; serving streams each layer's weights from HBM), TB/s.
+    l2_tb_per_s: "TB/s", 2.0 ..= 30.0;
     /// Fraction of the BF16 tensor-core peak that SGLang's Triton fused-MoE GEMMs reach (before the per-shape
     /// factor of `data/moe_shapes.csv`).
     moe_compute_eff: "fraction", 0.15 ..= 0.9;

@@ -15,7 +15,7 @@ use super::quant::{ComputeDtype, WeightDtype};
 mod attention;
 mod deepgemm;
 
-pub use attention::{prefill_tiles, PrefillTiles};
+pub use attention::{prefill_tiles, prefill_tiles_of, PrefillTiles};
 pub use deepgemm::{deepgemm_kloop_s, deepgemm_tile, DeepGemmTile};
 
 /// Kernels of SGLang's Triton fused MoE with BF16 weights (python/sglang/srt/layers/moe/fused_moe_triton/
@@ -272,42 +272,65 @@ fn wave_utilisation(gpu: &GpuSpec, m: u64, n: u64) -> f64 {
     tiles as f64 / (waves * sms) as f64
 }
 
+/// Tensor-core time of a GEMM of `m` rows, seconds: rows padded to the kernel's row tile, tiles in waves over
+/// the SMs.
+pub fn gemm_math_s(gpu: &GpuSpec, coefficients: &Coefficients, m: u64, n: u64, k: u64, weights: WeightDtype) -> f64 {
+    let tile_m = if m <= 64 { m.next_power_of_two().max(16) } else { 128 };
+    let padded_m = m.div_ceil(tile_m) * tile_m;
+    let flops = 2.0 * padded_m as f64 * n as f64 * k as f64;
+    flops / (gemm_flops_per_s(gpu, coefficients, weights) * wave_utilisation(gpu, m, n))
+}
+
+/// A GEMM of `m` rows over `weight_sets` weight matrices of `[k × n]` (more than one for a batched GEMM).
+#[allow(clippy::too_many_arguments)]
+fn gemm_cost(
+    m: u64,
+    n: u64,
+    k: u64,
+    weights: WeightDtype,
+    weight_sets: u64,
+    gpu: &GpuSpec,
+    coefficients: &Coefficients,
+    repeat: f64,
+) -> OpCost {
+    let floor_s = coefficients.kernel_floor_us * 1e-6;
+    let hbm = gpu.hbm_bytes_per_s;
+    if m == 0 || n == 0 || k == 0 {
+        return OpCost::default();
+    }
+    let compute_s = gemm_math_s(gpu, coefficients, m, n, k, weights);
+    let bytes = (weight_sets * n) as f64 * k as f64 * weights.bytes_per_param() + (m as f64) * (k + n) as f64 * 2.0;
+    let memory_s = bytes / (hbm * coefficients.gemm_mem_eff);
+    // Block-FP8 GEMMs run DeepGEMM, whose per-SM K loop can bound few-tile shapes above both rooflines.
+    // That loop is Hopper's (FP8 without FP4 tensor cores): Blackwell's block-scaled MMA applies the
+    // scales in the tensor core, with no promotion on CUDA cores, and DeepGEMM runs other tiles there.
+    let compute_s = if weights == WeightDtype::Fp8Block && gpu.supports(ComputeDtype::Fp8) && !gpu.supports(ComputeDtype::Fp4) {
+        compute_s.max(deepgemm_kloop_s(gpu, coefficients, m, n, k))
+    } else {
+        compute_s
+    };
+    // FP8 and FP4 GEMMs on tensor cores that take them quantise their input activations first:
+    // one more kernel per GEMM, which reads the BF16 activations and writes them quantised before
+    // the GEMM starts; it costs its own fixed time, not a GEMM's floor.
+    if gemm_compute_dtype(gpu, weights) == ComputeDtype::Bf16 {
+        OpCost::bounded(compute_s, memory_s, floor_s, 1.0, repeat)
+    } else {
+        let quant_floor_s = coefficients.act_quant_kernel_us * 1e-6;
+        let mut cost = OpCost::bounded(compute_s, memory_s, floor_s + quant_floor_s, 2.0, repeat);
+        cost.memory_s += activation_quant_s(gpu, coefficients, m, k) * repeat;
+        cost
+    }
+}
+
 /// Costs one op on one GPU.
 pub fn cost_op(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> OpCost {
     let repeat = op.repeat as f64;
     let floor_s = coefficients.kernel_floor_us * 1e-6;
     let hbm = gpu.hbm_bytes_per_s;
     match &op.kind {
-        OpKind::Gemm { m, n, k, weights } => {
-            if *m == 0 || *n == 0 || *k == 0 {
-                return OpCost::default();
-            }
-            let tile_m = if *m <= 64 { (*m).next_power_of_two().max(16) } else { 128 };
-            let padded_m = m.div_ceil(tile_m) * tile_m;
-            let flops = 2.0 * padded_m as f64 * *n as f64 * *k as f64;
-            let compute_s = flops / (gemm_flops_per_s(gpu, coefficients, *weights) * wave_utilisation(gpu, *m, *n));
-            let bytes = *n as f64 * *k as f64 * weights.bytes_per_param() + (*m as f64) * (*k + *n) as f64 * 2.0;
-            let memory_s = bytes / (hbm * coefficients.gemm_mem_eff);
-            // Block-FP8 GEMMs run DeepGEMM, whose per-SM K loop can bound few-tile shapes above both rooflines.
-            // That loop is Hopper's (FP8 without FP4 tensor cores): Blackwell's block-scaled MMA applies the
-            // scales in the tensor core, with no promotion on CUDA cores, and DeepGEMM runs other tiles there.
-            let compute_s = if *weights == WeightDtype::Fp8Block && gpu.supports(ComputeDtype::Fp8) && !gpu.supports(ComputeDtype::Fp4) {
-                compute_s.max(deepgemm_kloop_s(gpu, coefficients, *m, *n, *k))
-            } else {
-                compute_s
-            };
-            // FP8 and FP4 GEMMs on tensor cores that take them quantise their input activations first:
-            // one more kernel per GEMM, which reads the BF16 activations and writes them quantised before
-            // the GEMM starts; it costs its own fixed time, not a GEMM's floor.
-            if gemm_compute_dtype(gpu, *weights) == ComputeDtype::Bf16 {
-                OpCost::bounded(compute_s, memory_s, floor_s, 1.0, repeat)
-            } else {
-                let quant_floor_s = coefficients.act_quant_kernel_us * 1e-6;
-                let mut cost = OpCost::bounded(compute_s, memory_s, floor_s + quant_floor_s, 2.0, repeat);
-                cost.memory_s += activation_quant_s(gpu, coefficients, *m, *k) * repeat;
-                cost
-            }
-        }
+        OpKind::Gemm { m, n, k, weights } => gemm_cost(*m, *n, *k, *weights, 1, gpu, coefficients, repeat),
+        // One GEMM over all the rows (cuBLAS runs the batch as one grid), streaming every batch's weights.
+        OpKind::BatchedGemm { batch, m, n, k } => gemm_cost(batch * m, *n, *k, WeightDtype::Bf16, *batch, gpu, coefficients, repeat),
         OpKind::AttentionPrefill { .. } => attention::prefill_cost(op, gpu, coefficients),
         OpKind::AttentionDecode { .. } => attention::decode_cost(op, gpu, coefficients),
         OpKind::MoeExperts {

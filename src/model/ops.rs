@@ -74,6 +74,18 @@ pub enum OpKind<'a> {
         /// Weight format.
         weights: WeightDtype,
     },
+    /// `batch` independent BF16 GEMMs `[m × k] · [k × n]`, each with its own weights (`torch.bmm`; MLA's
+    /// per-head absorption of the query into the latent and of the latent output back to `v_head_dim`).
+    BatchedGemm {
+        /// Independent GEMMs (query heads on this GPU).
+        batch: u64,
+        /// Rows of each (tokens).
+        m: u64,
+        /// Output columns of each.
+        n: u64,
+        /// Reduction dimension of each.
+        k: u64,
+    },
     /// Causal prefill attention over each request's chunk.
     AttentionPrefill {
         /// Which kernel family runs it.
@@ -183,8 +195,13 @@ pub enum OpKind<'a> {
 pub enum AttentionKernel {
     /// FlashAttention-style multi-head / grouped-query attention.
     Mha,
-    /// DeepSeek MLA (prefill: attention over the expanded latent, qk 192 / v 128 per head).
+    /// DeepSeek MLA (prefill: attention over the expanded latent, qk 192 / v 128 per head; decode: absorbed
+    /// attention over the compressed latent).
     Mla,
+    /// Absorbed MLA prefill over the compressed latent (FA3's MLA path: qk 576 = 512 latent + 64 rope, v 512,
+    /// one KV head whose query heads share 64x64 tiles). SGLang runs it for extends whose cached prefix is
+    /// under its chunked-prefix threshold; AIConfigurator's context_mla table times it.
+    MlaLatent,
 }
 
 /// One op, repeated `repeat` times in the forward (once per layer of its kind).
@@ -307,11 +324,11 @@ pub fn describe_attention<'a>(
                     // Absorbed MLA: per-head bmm into the latent, attention over the latent, bmm back to v.
                     ops.push(Op {
                         name: "mla_absorb_q",
-                        kind: OpKind::Gemm {
-                            m: m_tokens * heads,
+                        kind: OpKind::BatchedGemm {
+                            batch: heads,
+                            m: m_tokens,
                             n: kv_lora_rank,
                             k: qk_nope_head_dim,
-                            weights: WeightDtype::Bf16,
                         },
                         repeat: layers,
                     });
@@ -330,11 +347,11 @@ pub fn describe_attention<'a>(
                     );
                     ops.push(Op {
                         name: "mla_absorb_v",
-                        kind: OpKind::Gemm {
-                            m: m_tokens * heads,
+                        kind: OpKind::BatchedGemm {
+                            batch: heads,
+                            m: m_tokens,
                             n: v_head_dim,
                             k: kv_lora_rank,
-                            weights: WeightDtype::Bf16,
                         },
                         repeat: layers,
                     });

@@ -12,6 +12,9 @@ use crate::model::quant::{ComputeDtype, KvDtype};
 const PREFILL_BLOCK_M: u64 = 128;
 /// Keys per main-loop block of a prefill-attention tile (FA3 causal, head dim up to 128: `kBlockN` 128).
 const PREFILL_BLOCK_N: u64 = 128;
+/// Query rows and keys per block of FA3's MLA tile (head dim 64 with a 512-wide `qv`: `kBlockM` = `kBlockN` = 64;
+/// github Dao-AILab/flash-attention hopper/tile_size.h).
+const MLA_PREFILL_BLOCK: u64 = 64;
 /// Tiles above which [`prefill_tiles`] sums the key blocks in closed form (off by under half a block per tile).
 const PREFILL_EXACT_TILES: u64 = 256;
 
@@ -31,15 +34,20 @@ pub struct PrefillTiles {
 /// Tiles FA3 runs for a chunk of `new` tokens after `cached` ones with `group` query heads per KV head
 /// packed into each tile's rows (SGLang calls FA3 varlen, where FA3 packs GQA), and an optional window.
 pub fn prefill_tiles(cached: u64, new: u64, group: u64, window: Option<u64>) -> PrefillTiles {
+    prefill_tiles_of(cached, new, group, window, PREFILL_BLOCK_M, PREFILL_BLOCK_N)
+}
+
+/// [`prefill_tiles`] for tiles of `block_m` packed query rows over `block_n`-key blocks (FA3's MLA path: 64 x 64).
+pub fn prefill_tiles_of(cached: u64, new: u64, group: u64, window: Option<u64>, block_m: u64, block_n: u64) -> PrefillTiles {
     let group = group.max(1);
     let rows = new * group;
-    let tiles = rows.div_ceil(PREFILL_BLOCK_M);
+    let tiles = rows.div_ceil(block_m);
     // Keys tile `i` reads: from the window start of its first token to its last token.
     let span = |i: u64| {
-        let first = cached + i * PREFILL_BLOCK_M / group;
-        let last = cached + ((i + 1) * PREFILL_BLOCK_M).min(rows).div_ceil(group);
+        let first = cached + i * block_m / group;
+        let last = cached + ((i + 1) * block_m).min(rows).div_ceil(group);
         let start = window.map_or(0, |w| (first + 1).saturating_sub(w));
-        last.div_ceil(PREFILL_BLOCK_N) - start / PREFILL_BLOCK_N
+        last.div_ceil(block_n) - start / block_n
     };
     let (blocks, longest_blocks) = if tiles <= PREFILL_EXACT_TILES {
         (0..tiles).fold((0u64, 0u64), |(sum, max), i| {
@@ -49,12 +57,12 @@ pub fn prefill_tiles(cached: u64, new: u64, group: u64, window: Option<u64>) -> 
     } else {
         // Closed form: tile i ends at cached + (i + 1) x (rows per tile / group) keys; half a block of
         // rounding per tile; a window caps every tile at the blocks its span covers.
-        let tokens_per_tile = PREFILL_BLOCK_M as f64 / group as f64;
+        let tokens_per_tile = block_m as f64 / group as f64;
         let n = tiles as f64;
-        let full = n * cached as f64 / PREFILL_BLOCK_N as f64 + tokens_per_tile / PREFILL_BLOCK_N as f64 * n * (n + 1.0) / 2.0 + 0.5 * n;
+        let full = n * cached as f64 / block_n as f64 + tokens_per_tile / block_n as f64 * n * (n + 1.0) / 2.0 + 0.5 * n;
         let blocks = match window {
             None => full,
-            Some(w) => full.min(n * ((w as f64 + tokens_per_tile) / PREFILL_BLOCK_N as f64 + 1.0)),
+            Some(w) => full.min(n * ((w as f64 + tokens_per_tile) / block_n as f64 + 1.0)),
         };
         (blocks.round() as u64, span(tiles - 1))
     };
@@ -125,27 +133,37 @@ pub(super) fn prefill_cost(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficien
     if *kernel == AttentionKernel::Mla {
         return mla_prefill_cost(op, gpu, coefficients);
     }
-    let kv_heads = (*kv_heads).clamp(1, (*heads).max(1));
+    // FA3's MLA path (absorbed, one latent KV head) runs BF16 64x64 tiles, its MHA path 128x128 tiles (FP8
+    // where the cache is FP8). A packed query row's load and output epilogue scale with its head dims
+    // (`attn_prefill_row_ns` is per row of head dim 128).
+    let latent = *kernel == AttentionKernel::MlaLatent;
+    let (block_m, block_n) = if latent {
+        (MLA_PREFILL_BLOCK, MLA_PREFILL_BLOCK)
+    } else {
+        (PREFILL_BLOCK_M, PREFILL_BLOCK_N)
+    };
+    let kv_heads = if latent { 1 } else { (*kv_heads).clamp(1, (*heads).max(1)) };
     let group = (*heads / kv_heads).max(1);
     let efficiency = coefficients.attn_prefill_eff;
-    let fp8 = if fp8_attention(gpu, *kv_dtype) {
+    let fp8 = if !latent && fp8_attention(gpu, *kv_dtype) {
         coefficients.attn_fp8_speedup
     } else {
         1.0
     };
     let clock = coefficients.sustained_clock_ratio;
     let sm_flops_per_s = gpu.bf16_flops_per_s / f64::from(gpu.sm_count) * efficiency * clock * fp8;
-    let block_s = 2.0 * (PREFILL_BLOCK_M * PREFILL_BLOCK_N * (*qk_dim + *v_dim)) as f64 / sm_flops_per_s;
+    let block_s = 2.0 * (block_m * block_n * (*qk_dim + *v_dim)) as f64 / sm_flops_per_s;
     let tile_s = coefficients.attn_prefill_tile_us * 1e-6 / clock;
-    let row_s = coefficients.attn_prefill_row_ns * 1e-9 / clock;
+    let row_dims = if latent { (*qk_dim + *v_dim) as f64 / 256.0 } else { 1.0 };
+    let row_s = coefficients.attn_prefill_row_ns * 1e-9 * row_dims / clock;
     // SM time of every tile, and the longest single tile (a lone long prompt cannot spread over
     // more SMs than it has tiles).
     let (mut sm_s, mut longest_s) = (0.0, 0.0f64);
     let (mut kv_tokens, mut q_tokens) = (0u64, 0u64);
     for request in requests.iter() {
-        let tiles = prefill_tiles(request.cached_tokens, request.new_tokens, group, *window_tokens);
+        let tiles = prefill_tiles_of(request.cached_tokens, request.new_tokens, group, *window_tokens, block_m, block_n);
         sm_s += kv_heads as f64 * (tiles.tiles * tile_s + tiles.rows * row_s + tiles.blocks * block_s);
-        let longest_rows = (request.new_tokens * group).min(PREFILL_BLOCK_M) as f64;
+        let longest_rows = (request.new_tokens * group).min(block_m) as f64;
         longest_s = longest_s.max(tile_s + longest_rows * row_s + tiles.longest_blocks * block_s);
         kv_tokens += request.cached_tokens + request.new_tokens;
         q_tokens += request.new_tokens;
@@ -197,7 +215,7 @@ pub(super) fn decode_cost(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficient
     // query to FP8 on GPUs that attend in FP8: one more kernel.
     let mut kernels = match kernel {
         AttentionKernel::Mha => 1.0,
-        AttentionKernel::Mla => 2.0,
+        AttentionKernel::Mla | AttentionKernel::MlaLatent => 2.0,
     };
     if fp8_attention(gpu, *kv_dtype) {
         kernels += 1.0;
@@ -376,5 +394,45 @@ mod tests {
         let exact: f64 = (0..1024u64).map(|i| (i + 1) as f64).sum();
         let closed = prefill_tiles(0, 1024 * 128, 1, None).blocks;
         assert!((closed / exact - 1.0).abs() < 0.02, "{closed} {exact}");
+    }
+
+    #[test]
+    fn mla_latent_prefill_runs_64_row_tiles_of_packed_heads() {
+        // 128 heads over 64-row tiles: each token fills two tiles; 128 tokens read 2 key blocks of 64 at most.
+        let tiles = prefill_tiles_of(0, 128, 128, None, MLA_PREFILL_BLOCK, MLA_PREFILL_BLOCK);
+        assert_eq!((tiles.tiles, tiles.rows, tiles.longest_blocks), (256.0, 16384.0, 2.0));
+        assert_eq!(tiles.blocks, 128.0 * 1.0 + 128.0 * 2.0);
+        // The latent path pays its wider rows: a one-token prefill of 64 heads costs more per row than FA3's MHA.
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        let requests = [ExtendRequest {
+            new_tokens: 1,
+            cached_tokens: 0,
+        }];
+        let cost = |kernel, qk_dim, v_dim| {
+            cost_op(
+                &Op {
+                    name: "a",
+                    kind: OpKind::AttentionPrefill {
+                        kernel,
+                        requests: &requests,
+                        heads: 64,
+                        kv_heads: 1,
+                        qk_dim,
+                        v_dim,
+                        window_tokens: None,
+                        kv_bytes_per_token: 0.0,
+                        kv_dtype: KvDtype::Bf16,
+                    },
+                    repeat: 1,
+                },
+                &gpu,
+                &coefficients,
+            )
+            .compute_s
+        };
+        let (latent, mha) = (cost(AttentionKernel::MlaLatent, 576, 512), cost(AttentionKernel::Mha, 128, 128));
+        let extra_rows_s = 64.0 * coefficients.attn_prefill_row_ns * 1e-9 * (1088.0 / 256.0 - 1.0) / coefficients.sustained_clock_ratio;
+        assert!(latent - mha > 0.9 * extra_rows_s, "{latent} {mha}");
     }
 }
