@@ -58,8 +58,15 @@ const PREFILL_CANDIDATES: &[&str] = &[
     "eager_launch_us",
     "prefill_fixed_ms",
 ];
-/// Coefficients that decode steps (ITL, TPOT) identify.
-const DECODE_CANDIDATES: &[&str] = &["gemm_mem_eff", "kernel_floor_us", "attn_decode_mem_eff", "moe_mem_eff"];
+/// Coefficients that decode steps (ITL, TPOT) identify (decode attention is bound by its KV stream or by its
+/// per-token SM time, whichever is longer).
+const DECODE_CANDIDATES: &[&str] = &[
+    "gemm_mem_eff",
+    "kernel_floor_us",
+    "attn_decode_mem_eff",
+    "attn_decode_token_ns",
+    "moe_mem_eff",
+];
 
 /// Which coefficients to fit.
 #[derive(Debug, Clone, PartialEq)]
