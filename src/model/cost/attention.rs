@@ -16,7 +16,7 @@ const PREFILL_BLOCK_N: u64 = 128;
 /// github Dao-AILab/flash-attention hopper/tile_size.h).
 const MLA_PREFILL_BLOCK: u64 = 64;
 /// Tiles above which [`prefill_tiles`] sums the key blocks in closed form (off by under half a block per tile).
-const PREFILL_EXACT_TILES: u64 = 256;
+const PREFILL_EXACT_TILES: u64 = 64;
 
 /// The tiling of one request's causal prefill attention for one KV head.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -401,7 +401,8 @@ mod tests {
         // 128 heads over 64-row tiles: each token fills two tiles; 128 tokens read 2 key blocks of 64 at most.
         let tiles = prefill_tiles_of(0, 128, 128, None, MLA_PREFILL_BLOCK, MLA_PREFILL_BLOCK);
         assert_eq!((tiles.tiles, tiles.rows, tiles.longest_blocks), (256.0, 16384.0, 2.0));
-        assert_eq!(tiles.blocks, 128.0 * 1.0 + 128.0 * 2.0);
+        // 256 tiles: summed in closed form, within a block of the exact 128 x 1 + 128 x 2.
+        assert!((tiles.blocks - (128.0 * 1.0 + 128.0 * 2.0)).abs() <= 1.0, "{tiles:?}");
         // The latent path pays its wider rows: a one-token prefill of 64 heads costs more per row than FA3's MHA.
         let gpu = h100();
         let coefficients = Coefficients::defaults();
@@ -434,5 +435,33 @@ mod tests {
         let (latent, mha) = (cost(AttentionKernel::MlaLatent, 576, 512), cost(AttentionKernel::Mha, 128, 128));
         let extra_rows_s = 64.0 * coefficients.attn_prefill_row_ns * 1e-9 * (1088.0 / 256.0 - 1.0) / coefficients.sustained_clock_ratio;
         assert!(latent - mha > 0.9 * extra_rows_s, "{latent} {mha}");
+    }
+
+    #[test]
+    fn closed_form_tiles_stay_close_to_the_exact_sum() {
+        // Above PREFILL_EXACT_TILES the blocks are summed in closed form; check it against the exact sum.
+        let exact = |cached: u64, new: u64, group: u64| -> f64 {
+            let rows = new * group;
+            (0..rows.div_ceil(PREFILL_BLOCK_M))
+                .map(|i| (cached + ((i + 1) * PREFILL_BLOCK_M).min(rows).div_ceil(group)).div_ceil(PREFILL_BLOCK_N) as f64)
+                .sum()
+        };
+        for (cached, new, group) in [
+            (0, 1200, 8),
+            (0, 4000, 8),
+            (8192, 8192, 4),
+            (0, 10000, 1),
+            (300, 2500, 5),
+            (0, 700, 16),
+        ] {
+            let tiles = prefill_tiles(cached, new, group, None);
+            assert!(tiles.tiles > PREFILL_EXACT_TILES as f64, "{cached} {new} {group}: {tiles:?}");
+            let want = exact(cached, new, group);
+            assert!(
+                (tiles.blocks / want - 1.0).abs() < 0.03,
+                "{cached} {new} {group}: {} vs {want}",
+                tiles.blocks
+            );
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! DeepGEMM's block-FP8 GEMM on Hopper: its SM90 tile choice and the per-SM K loop that bounds few-tile
 //! shapes.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use crate::model::coefficients::Coefficients;
 use crate::model::gpu::GpuSpec;
 
@@ -21,18 +24,37 @@ pub struct DeepGemmTile {
 /// small), `BLOCK_N` from 16 to 256 in steps of 16, where the 1D2D kernel takes above 128 only 144, 160 and
 /// 192 and one of the two must be at most 128; the fewest waves win, then the fullest last wave, then the
 /// smaller block in the dimension that wastes, then the wider `BLOCK_N`.
+/// Memoised per thread: serving prices the same few GEMM shapes at every step.
 pub fn deepgemm_tile(m: u64, n: u64, sms: u64) -> DeepGemmTile {
-    let mut block_ms = vec![64, 128, 256];
-    if m <= 16 {
-        block_ms.push(16);
+    thread_local! {
+        static CHOSEN: RefCell<HashMap<(u64, u64, u64), DeepGemmTile>> = RefCell::new(HashMap::new());
     }
-    if m <= 32 {
-        block_ms.push(32);
-    }
+    CHOSEN.with(|chosen| {
+        let mut chosen = chosen.borrow_mut();
+        if let Some(tile) = chosen.get(&(m, n, sms)) {
+            return *tile;
+        }
+        if chosen.len() >= 1 << 16 {
+            chosen.clear();
+        }
+        let tile = choose_tile(m, n, sms);
+        chosen.insert((m, n, sms), tile);
+        tile
+    })
+}
+
+fn choose_tile(m: u64, n: u64, sms: u64) -> DeepGemmTile {
+    let block_ms: &[u64] = if m <= 16 {
+        &[64, 128, 256, 16, 32]
+    } else if m <= 32 {
+        &[64, 128, 256, 32]
+    } else {
+        &[64, 128, 256]
+    };
     let sms = sms.max(1);
     // (block_m, block_n, waves, last-wave blocks)
     let mut best: Option<(u64, u64, u64, u64)> = None;
-    for &block_m in &block_ms {
+    for &block_m in block_ms {
         for block_n in (16..=256u64).step_by(16) {
             // Above 128 columns only 144, 160 and 192 (register spills otherwise), and then at most 128 rows.
             let legal = block_n <= 128 || (matches!(block_n, 144 | 160 | 192) && block_m <= 128);
