@@ -240,28 +240,7 @@ mod tests {
     fn prefill_attention_grows_quadratically() {
         let gpu = h100();
         let coefficients = Coefficients::defaults();
-        let time = |tokens: u64| {
-            let requests = [ExtendRequest {
-                new_tokens: tokens,
-                cached_tokens: 0,
-            }];
-            let op = Op {
-                name: "a",
-                kind: OpKind::AttentionPrefill {
-                    kernel: AttentionKernel::Mha,
-                    requests: &requests,
-                    heads: 32,
-                    kv_heads: 8,
-                    qk_dim: 128,
-                    v_dim: 128,
-                    window_tokens: None,
-                    kv_bytes_per_token: 2048.0,
-                    kv_dtype: KvDtype::Bf16,
-                },
-                repeat: 1,
-            };
-            cost_op(&op, &gpu, &coefficients).total_s()
-        };
+        let time = |tokens| prefill_s(&gpu, &coefficients, 1, tokens, KvDtype::Bf16);
         let ratio = time(32_768) / time(8192);
         assert!(ratio > 14.0 && ratio < 17.0, "{ratio}");
     }
