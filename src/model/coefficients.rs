@@ -25,6 +25,10 @@ fn check_schema(schema_version: u32, path: &str) -> Result<()> {
     })
 }
 
+/// Coefficients renamed since profiles were first written, `(old, new)`: the per-request prefill ramp now
+/// prices MLA prefill only (MHA prefill is priced per FlashAttention-3 tile).
+const RENAMED_COEFFICIENTS: &[(&str, &str)] = &[("attn_prefill_half_tokens", "attn_prefill_mla_half_tokens")];
+
 /// What one coefficient means, its unit and its plausible range.
 #[derive(Debug, Clone, Copy)]
 pub struct CoefficientInfo {
@@ -277,6 +281,13 @@ impl Coefficients {
                 problem: "is not a table of coefficient names and values".into(),
             });
         };
+        // Coefficients renamed since a profile may have been written: the old name's value moves to the new
+        // name unless the profile has both.
+        for (old, new) in RENAMED_COEFFICIENTS {
+            if let Some(value) = values.remove(*old) {
+                values.entry(new.to_string()).or_insert(value);
+            }
+        }
         let mut filled = Vec::new();
         let defaults = DEFAULT_VALUES.get_or_init(|| Coefficients::defaults().to_vec());
         for (info, default) in COEFFICIENT_INFO.iter().zip(defaults) {
@@ -311,6 +322,19 @@ impl Coefficients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_with_a_renamed_coefficient_still_load() {
+        let text = r#"{"schema_version": 1, "coefficients": {"attn_prefill_half_tokens": 700.0}}"#;
+        let (coefficients, filled) = Coefficients::from_json_filling(text, "old.json").unwrap();
+        assert_eq!(coefficients.attn_prefill_mla_half_tokens, 700.0);
+        assert!(!filled.contains(&"attn_prefill_mla_half_tokens"));
+        // Both names: the new one wins.
+        let both = r#"{"schema_version": 1, "coefficients": {"attn_prefill_half_tokens": 700.0, "attn_prefill_mla_half_tokens": 900.0}}"#;
+        assert_eq!(Coefficients::from_json(both, "b.json").unwrap().attn_prefill_mla_half_tokens, 900.0);
+        // An unknown name is still an error.
+        assert!(Coefficients::from_json(r#"{"schema_version": 1, "coefficients": {"no_such": 1.0}}"#, "u.json").is_err());
+    }
 
     #[test]
     fn defaults_load_and_lie_in_range() {
