@@ -210,16 +210,15 @@ pub(super) fn decode_cost(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficient
     let tiles = (*requests * *kv_heads) as f64;
     let tiles_s = (tiles / sms).max(1.0) * coefficients.attn_decode_tile_us * 1e-6 / clock;
     let requests_s = *requests as f64 * coefficients.attn_decode_request_ns * 1e-9;
-    // FA3's MHA decode is one kernel (AIC's tables show no second floor); MLA decode (FlashMLA, FA3's
-    // MLA path) runs its split-KV partials and then a combine kernel. An FP8 cache first casts the
-    // query to FP8 on GPUs that attend in FP8: one more kernel.
-    let mut kernels = match kernel {
+    // FA3's MHA decode is one kernel (AIC's tables show no second floor), and with an FP8 cache it first
+    // casts the query to FP8 on GPUs that attend in FP8: one more kernel. MLA decode (FlashMLA, FA3's MLA
+    // path) runs its split-KV partials and then a combine kernel; SGLang's FA3 backend casts no MLA query
+    // (its 576-wide head is above FA3's FP8 limit of 256).
+    let kernels = match kernel {
+        AttentionKernel::Mha if fp8_attention(gpu, *kv_dtype) => 2.0,
         AttentionKernel::Mha => 1.0,
         AttentionKernel::Mla | AttentionKernel::MlaLatent => 2.0,
     };
-    if fp8_attention(gpu, *kv_dtype) {
-        kernels += 1.0;
-    }
     let mut cost = OpCost::bounded(compute_s, memory_s, kernels * floor_s, kernels, repeat);
     cost.compute_s += (tiles_s + requests_s) * repeat;
     cost
@@ -273,6 +272,8 @@ mod tests {
         assert!((floors(AttentionKernel::Mha, KvDtype::Bf16) - 1.0).abs() < 1e-9);
         assert!((floors(AttentionKernel::Mla, KvDtype::Bf16) - 2.0).abs() < 1e-9);
         assert!((floors(AttentionKernel::Mha, KvDtype::Fp8) - 2.0).abs() < 1e-9);
+        // No query cast for MLA's 576-wide heads.
+        assert!((floors(AttentionKernel::Mla, KvDtype::Fp8) - 2.0).abs() < 1e-9);
         // Without FP8 tensor cores the cache is dequantised inside the kernel: no cast.
         let a100 = GpuCatalog::builtin().unwrap().find("a100-80g").unwrap().clone();
         let cost = cost_op(&decode_op(AttentionKernel::Mha, 1, 1, KvDtype::Fp8), &a100, &coefficients);
