@@ -2,7 +2,6 @@
 //! shapes.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use crate::model::coefficients::Coefficients;
 use crate::model::gpu::GpuSpec;
@@ -24,21 +23,25 @@ pub struct DeepGemmTile {
 /// small), `BLOCK_N` from 16 to 256 in steps of 16, where the 1D2D kernel takes above 128 only 144, 160 and
 /// 192 and one of the two must be at most 128; the fewest waves win, then the fullest last wave, then the
 /// smaller block in the dimension that wastes, then the wider `BLOCK_N`.
-/// Memoised per thread: serving prices the same few GEMM shapes at every step.
+/// Memoised per thread in a direct-mapped cache: serving prices the same few GEMM shapes at every step.
 pub fn deepgemm_tile(m: u64, n: u64, sms: u64) -> DeepGemmTile {
+    const SLOTS: usize = 4096;
+    type Slot = Option<((u64, u64, u64), DeepGemmTile)>;
     thread_local! {
-        static CHOSEN: RefCell<HashMap<(u64, u64, u64), DeepGemmTile>> = RefCell::new(HashMap::new());
+        static CHOSEN: RefCell<Vec<Slot>> = RefCell::new(vec![None; SLOTS]);
     }
+    let key = (m, n, sms);
+    let hash = (m.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ sms).rotate_left(17);
+    let slot = (hash.wrapping_mul(0x1656_67B1_9E37_79F9) >> 52) as usize % SLOTS;
     CHOSEN.with(|chosen| {
         let mut chosen = chosen.borrow_mut();
-        if let Some(tile) = chosen.get(&(m, n, sms)) {
-            return *tile;
-        }
-        if chosen.len() >= 1 << 16 {
-            chosen.clear();
+        if let Some((cached, tile)) = chosen[slot] {
+            if cached == key {
+                return tile;
+            }
         }
         let tile = choose_tile(m, n, sms);
-        chosen.insert((m, n, sms), tile);
+        chosen[slot] = Some((key, tile));
         tile
     })
 }
@@ -161,5 +164,17 @@ mod tests {
         // The quantisation kernel costs its own fixed time on top of the GEMM's floor.
         let floor = (coefficients.kernel_floor_us + coefficients.act_quant_kernel_us) * 1e-6;
         assert!((block.floor_s - floor).abs() < 1e-15 && block.n_kernels == 2.0, "{block:?}");
+    }
+
+    #[test]
+    fn the_memoised_tile_is_the_chosen_tile() {
+        // Enough shapes to collide in the direct-mapped cache, each asked twice.
+        for _ in 0..2 {
+            for m in (1..4000u64).step_by(37) {
+                for n in [512, 1024, 2048, 7168, 18432] {
+                    assert_eq!(deepgemm_tile(m, n, 132), choose_tile(m, n, 132), "{m} {n}");
+                }
+            }
+        }
     }
 }
