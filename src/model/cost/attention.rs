@@ -4,7 +4,7 @@
 use super::{attended_pairs, OpCost};
 use crate::model::coefficients::Coefficients;
 use crate::model::gpu::GpuSpec;
-use crate::model::ops::{AttentionKernel, Op, OpKind};
+use crate::model::ops::{AttentionKernel, ExtendRequest, Op, OpKind};
 use crate::model::quant::{ComputeDtype, KvDtype};
 
 /// Query rows (tokens times the query heads packed per KV head) in one prefill-attention tile (FA3, head dim
@@ -97,18 +97,26 @@ fn mla_prefill_cost(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficients) -> 
         return OpCost::default();
     };
     let peak = gpu.bf16_flops_per_s * coefficients.attn_prefill_mla_eff * coefficients.sustained_clock_ratio;
-    let (mut compute_s, mut kv_tokens, mut q_tokens) = (0.0, 0u64, 0u64);
-    for request in requests.iter() {
-        let pairs = attended_pairs(request.cached_tokens, request.new_tokens, *window_tokens);
-        let flops = 2.0 * *heads as f64 * (*qk_dim + *v_dim) as f64 * pairs;
-        let q = request.new_tokens as f64;
-        compute_s += flops / (peak * q / (q + coefficients.attn_prefill_mla_half_tokens));
-        kv_tokens += request.cached_tokens + request.new_tokens;
-        q_tokens += request.new_tokens;
-    }
-    let bytes = kv_tokens as f64 * kv_bytes_per_token + q_tokens as f64 * (*heads * (*qk_dim + *v_dim)) as f64 * 2.0;
-    let memory_s = bytes / (gpu.hbm_bytes_per_s * coefficients.attn_decode_mem_eff);
+    let compute_s: f64 = requests
+        .iter()
+        .map(|request| {
+            let pairs = attended_pairs(request.cached_tokens, request.new_tokens, *window_tokens);
+            let flops = 2.0 * *heads as f64 * (*qk_dim + *v_dim) as f64 * pairs;
+            let q = request.new_tokens as f64;
+            flops / (peak * q / (q + coefficients.attn_prefill_mla_half_tokens))
+        })
+        .sum();
+    let memory_s = prefill_memory_s(requests, *heads * (*qk_dim + *v_dim), *kv_bytes_per_token, gpu, coefficients);
     OpCost::bounded(compute_s, memory_s, coefficients.kernel_floor_us * 1e-6, 2.0, op.repeat as f64)
+}
+
+/// HBM time of a prefill attention: the batch's cached and new KV once, and its queries and outputs
+/// (`qo_width` elements per token over the heads, BF16), at the decode kernels' stream rate.
+fn prefill_memory_s(requests: &[ExtendRequest], qo_width: u64, kv_bytes_per_token: f64, gpu: &GpuSpec, coefficients: &Coefficients) -> f64 {
+    let kv_tokens: u64 = requests.iter().map(|r| r.cached_tokens + r.new_tokens).sum();
+    let q_tokens: u64 = requests.iter().map(|r| r.new_tokens).sum();
+    let bytes = kv_tokens as f64 * kv_bytes_per_token + (q_tokens * qo_width) as f64 * 2.0;
+    bytes / (gpu.hbm_bytes_per_s * coefficients.attn_decode_mem_eff)
 }
 
 /// Prefill attention: the tiles of every request share the SMs; the longest tile bounds a lone prompt.
@@ -127,9 +135,6 @@ pub(super) fn prefill_cost(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficien
     else {
         return OpCost::default();
     };
-    let repeat = op.repeat as f64;
-    let floor_s = coefficients.kernel_floor_us * 1e-6;
-    let hbm = gpu.hbm_bytes_per_s;
     if *kernel == AttentionKernel::Mla {
         return mla_prefill_cost(op, gpu, coefficients);
     }
@@ -159,19 +164,15 @@ pub(super) fn prefill_cost(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficien
     // SM time of every tile, and the longest single tile (a lone long prompt cannot spread over
     // more SMs than it has tiles).
     let (mut sm_s, mut longest_s) = (0.0, 0.0f64);
-    let (mut kv_tokens, mut q_tokens) = (0u64, 0u64);
     for request in requests.iter() {
         let tiles = prefill_tiles_of(request.cached_tokens, request.new_tokens, group, *window_tokens, block_m, block_n);
         sm_s += kv_heads as f64 * (tiles.tiles * tile_s + tiles.rows * row_s + tiles.blocks * block_s);
         let longest_rows = (request.new_tokens * group).min(block_m) as f64;
         longest_s = longest_s.max(tile_s + longest_rows * row_s + tiles.longest_blocks * block_s);
-        kv_tokens += request.cached_tokens + request.new_tokens;
-        q_tokens += request.new_tokens;
     }
     let compute_s = (sm_s / f64::from(gpu.sm_count)).max(longest_s);
-    let bytes = kv_tokens as f64 * kv_bytes_per_token + q_tokens as f64 * (*heads * (*qk_dim + *v_dim)) as f64 * 2.0;
-    let memory_s = bytes / (hbm * coefficients.attn_decode_mem_eff);
-    OpCost::bounded(compute_s, memory_s, floor_s, 2.0, repeat)
+    let memory_s = prefill_memory_s(requests, *heads * (*qk_dim + *v_dim), *kv_bytes_per_token, gpu, coefficients);
+    OpCost::bounded(compute_s, memory_s, coefficients.kernel_floor_us * 1e-6, 2.0, op.repeat as f64)
 }
 
 /// Decode attention: KV stream or per-token SM time, plus tiles in waves, per-request time and kernels.

@@ -25,14 +25,14 @@ pub struct DeepGemmTile {
 /// smaller block in the dimension that wastes, then the wider `BLOCK_N`.
 /// Memoised per thread in a direct-mapped cache: serving prices the same few GEMM shapes at every step.
 pub fn deepgemm_tile(m: u64, n: u64, sms: u64) -> DeepGemmTile {
-    const SLOTS: usize = 4096;
+    const SLOT_BITS: u32 = 12;
     type Slot = Option<((u64, u64, u64), DeepGemmTile)>;
     thread_local! {
-        static CHOSEN: RefCell<Vec<Slot>> = RefCell::new(vec![None; SLOTS]);
+        static CHOSEN: RefCell<Vec<Slot>> = RefCell::new(vec![None; 1 << SLOT_BITS]);
     }
     let key = (m, n, sms);
-    let hash = (m.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ sms).rotate_left(17);
-    let slot = (hash.wrapping_mul(0x1656_67B1_9E37_79F9) >> 52) as usize % SLOTS;
+    // Fibonacci hashing of the three values into the table's top bits.
+    let slot = ((m ^ n.rotate_left(21) ^ sms.rotate_left(42)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOT_BITS)) as usize;
     CHOSEN.with(|chosen| {
         let mut chosen = chosen.borrow_mut();
         if let Some((cached, tile)) = chosen[slot] {
