@@ -203,12 +203,7 @@ pub(super) fn predict_us(shape: &KernelShape, gpu: &GpuSpec, coefficients: &Coef
             head_dim,
             kv,
         } => {
-            let requests: Vec<ExtendRequest> = (0..*batch)
-                .map(|_| ExtendRequest {
-                    new_tokens: *isl,
-                    cached_tokens: 0,
-                })
-                .collect();
+            let requests = fresh_prompts(*batch, *isl);
             let kv_bytes_per_token = 2.0 * (kv_heads * head_dim) as f64 * kv.bytes();
             let attention_us = op_us(
                 OpKind::AttentionPrefill {
@@ -254,12 +249,7 @@ pub(super) fn predict_us(shape: &KernelShape, gpu: &GpuSpec, coefficients: &Coef
             attention_us + kv_store_us(*batch as f64, kv_bytes_per_token, gpu, coefficients)
         }
         KernelShape::SglangMlaPrefill { batch, isl, heads, kv } => {
-            let requests: Vec<ExtendRequest> = (0..*batch)
-                .map(|_| ExtendRequest {
-                    new_tokens: *isl,
-                    cached_tokens: 0,
-                })
-                .collect();
+            let requests = fresh_prompts(*batch, *isl);
             let tokens = (batch * isl) as f64;
             let attention_us = op_us(
                 OpKind::AttentionPrefill {
@@ -316,6 +306,15 @@ pub(super) fn predict_us(shape: &KernelShape, gpu: &GpuSpec, coefficients: &Coef
         }
         _ => unreachable!("aic::predict_us takes AIC GEMM, attention and MLA shapes only"),
     }
+}
+
+/// `batch` prompts of `isl` tokens each over an empty cache, as the collector's prefill rows run them.
+fn fresh_prompts(batch: u64, isl: u64) -> Vec<ExtendRequest> {
+    let prompt = ExtendRequest {
+        new_tokens: isl,
+        cached_tokens: 0,
+    };
+    vec![prompt; batch as usize]
 }
 
 /// DeepSeek MLA's compressed latent per token (`kv_lora_rank`) and its rotary part (`qk_rope_head_dim`).
