@@ -14,6 +14,7 @@ use sglsim::sim::workload::LengthDistribution;
 fn config(model: &str, total_gpus: u32, ttft_ms: f64, itl_ms: f64) -> SearchConfig {
     SearchConfig {
         model: find_bundled_spec(model).unwrap().unwrap(),
+        model_flags: format!("--model {model}"),
         gpus: vec![GpuCatalog::builtin().unwrap().find("h200").unwrap().clone()],
         coefficients: Coefficients::defaults(),
         server_args: ServerArgs::sglang_defaults(),

@@ -26,6 +26,7 @@ fn small_config(n_threads: usize) -> SearchConfig {
     let catalog = GpuCatalog::builtin().unwrap();
     SearchConfig {
         model: find_bundled_spec("Qwen3-8B").unwrap().unwrap(),
+        model_flags: "--model Qwen3-8B".into(),
         gpus: vec![catalog.find("h100").unwrap().clone(), catalog.find("h200").unwrap().clone()],
         coefficients: Coefficients::defaults(),
         server_args: ServerArgs::sglang_defaults(),
@@ -137,6 +138,57 @@ fn search_json_has_the_contract_keys_and_launch_commands() {
             .collect();
         assert!(launches[0].ends_with("--disaggregation-mode prefill") && launches[1].ends_with("--disaggregation-mode decode"));
     }
+}
+
+/// Runs each row's `predict_command` and checks TTFT and ITL (TPOT) at the SLA percentile against
+/// the row (issue 12: `predict` reproduces `search`, within 15%).
+fn check_predict_commands(search: &str, want_mode: &str) {
+    let out = sglsim(&format!("{search} --json"));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let json = out.json();
+    let percentile = json["sla"]["percentile"].as_str().unwrap().to_string();
+    let rows: Vec<&serde_json::Value> = json["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(json["pareto"].as_array().unwrap())
+        .collect();
+    assert!(rows.iter().any(|r| r["mode"] == want_mode), "no {want_mode} row in {search}");
+    for row in rows {
+        let command = row["predict_command"].as_str().unwrap();
+        let args: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(args[..2], ["sglsim", "predict"], "{command}");
+        let mut args = args[1..].to_vec();
+        args.push("--json");
+        let predicted = sglsim_args(&args);
+        assert_eq!(predicted.code, 0, "{command}\n{}", predicted.stderr);
+        let predicted = predicted.json();
+        for (row_key, predict_key) in [("ttft_ms", "ttft_ms"), ("itl_ms", "tpot_ms")] {
+            let want = row[row_key].as_f64().unwrap();
+            let got = predicted[predict_key][&percentile].as_f64().unwrap();
+            assert!(
+                (got / want - 1.0).abs() <= 0.15,
+                "{command}: {predict_key} {percentile} {got} vs the row's {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_row_predict_command_reproduces_it_agg_and_disagg() {
+    check_predict_commands(
+        "search --model Qwen/Qwen3-32B --gpu h200 --total-gpus 8 --isl 4000 --osl 500 --ttft 300 --itl 10 --mode agg",
+        "agg",
+    );
+    check_predict_commands(
+        "search --model Qwen/Qwen3-32B --gpu h200 --total-gpus 8 --isl 4000 --osl 500 --ttft 300 --itl 10 --mode disagg",
+        "disagg",
+    );
+    // DEP engines, whose prefill and decode chunk sizes (and so memory fractions) differ.
+    check_predict_commands(
+        "search --model deepseek-ai/DeepSeek-V3 --gpu h200 --total-gpus 16 --isl 1000 --osl 500 --ttft 1000 --itl 50 --mode disagg --max-simulations 16",
+        "disagg",
+    );
 }
 
 #[test]

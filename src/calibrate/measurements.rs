@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use super::error::{Error, Result};
 use crate::model::server_args::SglangVersion;
 use crate::sim::metrics::RunMetrics;
-use crate::sim::workload::{Arrivals, LengthDistribution, WorkloadSpec};
+use crate::sim::workload::{steady_state_warmup, Arrivals, LengthDistribution, WorkloadSpec};
 
 /// One measured value and its setup, as written in the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,7 +270,7 @@ pub fn setup_of(row: &MeasurementRow) -> std::result::Result<Setup, String> {
             lengths,
             arrivals,
             n_requests: n_requests.max(1),
-            n_warmup: 0,
+            n_warmup: steady_state_warmup(arrivals),
             seed: 0,
         },
         offline_batch,

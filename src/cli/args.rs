@@ -137,9 +137,11 @@ pub struct PredictArgs {
     /// Measured requests (default 10 × concurrency, or 1000 with a request rate).
     #[arg(long)]
     pub num_requests: Option<u64>,
-    /// Warm-up requests sent first and left out of the metrics.
-    #[arg(long, default_value_t = 0)]
-    pub warmup_requests: u64,
+    /// Warm-up requests sent first and left out of the metrics (default: one wave of `--concurrency`
+    /// requests in a closed loop, whose output lengths are staggered so that clients fall out of phase
+    /// as in a long-running service; 0 otherwise). `--warmup-requests 0` starts every client at once.
+    #[arg(long)]
+    pub warmup_requests: Option<u64>,
     /// Spread of request lengths.
     #[command(flatten)]
     pub lengths: LengthFlags,
@@ -189,6 +191,10 @@ pub struct PredictArgs {
     /// Decode engines.
     #[arg(long, default_value_t = 1)]
     pub decode_workers: u32,
+    /// `--chunked-prefill-size` of the decode engines when it differs from the prefill engines'
+    /// (decode engines never prefill, but SGLang sizes their `--mem-fraction-static` reserve by it).
+    #[arg(long, allow_hyphen_values = true)]
+    pub decode_chunked_prefill_size: Option<i64>,
 
     /// SGLang server flags, under SGLang's names.
     #[command(flatten)]

@@ -214,7 +214,9 @@ fn builtin_records_complete(path: &Path, point: &PlanPoint) -> bool {
         let Ok(record) = serde_json::from_str::<BenchRecord>(line) else {
             return false;
         };
-        if record.isl != point.isl_tokens || record.osl_requested != point.osl_tokens || record.concurrency != Some(point.concurrency) {
+        // Warm-up requests of a closed loop carry staggered output lengths (`stagger_warmup`).
+        let osl_matches = record.warmup || record.osl_requested == point.osl_tokens;
+        if record.isl != point.isl_tokens || !osl_matches || record.concurrency != Some(point.concurrency) {
             return false;
         }
         n_records += 1;

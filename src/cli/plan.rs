@@ -16,7 +16,7 @@ use sglsim::model::server_args::{MoeA2aBackend, OverlapSchedule, ServerArgs, Sgl
 use sglsim::model::step::{EngineConfig, StepModel};
 use sglsim::sim::cluster::{Role, SimOptions};
 use sglsim::sim::metrics::Sla;
-use sglsim::sim::workload::{generate_requests, Arrivals, RequestSpec, WorkloadSpec};
+use sglsim::sim::workload::{generate_requests, steady_state_warmup, Arrivals, RequestSpec, WorkloadSpec};
 
 /// Everything `predict` needs, built and checked.
 pub struct PredictPlan {
@@ -180,9 +180,14 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
             }
             let prefill = args.mapping.with(args.prefill_tp, args.prefill_dp, args.prefill_ep);
             let decode = args.mapping.with(args.decode_tp, args.decode_dp, args.decode_ep);
+            let mut decode_server = server.clone();
+            if let Some(chunk) = args.decode_chunked_prefill_size {
+                decode_server.chunked_prefill_size = Some(chunk);
+            }
+            let decode_step = step_model(&model, &gpu, decode, &decode_server, &coefficients).context("decode engine")?;
             vec![
                 (engine(prefill).context("prefill engine")?, Role::Prefill, args.prefill_workers),
-                (engine(decode).context("decode engine")?, Role::Decode, args.decode_workers),
+                (decode_step, Role::Decode, args.decode_workers),
             ]
         }
     };
@@ -246,7 +251,7 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
         lengths,
         arrivals,
         n_requests,
-        n_warmup: args.warmup_requests,
+        n_warmup: args.warmup_requests.unwrap_or(steady_state_warmup(arrivals)),
         seed: args.seed,
     };
     let workload = generate_requests(&spec)?;

@@ -40,8 +40,16 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
         (None, Some(rate_per_s)) => Some(Load::RequestRate { rate_per_s }),
         (None, None) => None,
     };
+    let mut model_flags = format!("--model {}", args.model.model);
+    if let Some(dtype) = &args.model.dtype {
+        model_flags.push_str(&format!(" --dtype {dtype}"));
+    }
+    if let Some(profile) = &args.profile {
+        model_flags.push_str(&format!(" --profile {}", profile.display()));
+    }
     Ok(SearchConfig {
         model,
+        model_flags,
         gpus,
         coefficients: load_coefficients(args.profile.as_deref())?,
         server_args,

@@ -121,6 +121,9 @@ impl WorkloadShape {
 pub struct SearchConfig {
     /// The model (weight format already overridden by `--dtype`).
     pub model: ModelSpec,
+    /// How `sglsim predict` names the same model and coefficients (`--model ID`, with `--dtype` and
+    /// `--profile` when given): the start of every point's `predict_command`.
+    pub model_flags: String,
     /// GPU types to try, in the order given.
     pub gpus: Vec<GpuSpec>,
     /// Cost-model coefficients.

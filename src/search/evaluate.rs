@@ -4,7 +4,7 @@
 //! engine, or one xPyD unit in lowest terms) at its share of the load tells per-GPU and per-user
 //! throughput and latency for the whole deployment. Closed loops send `3 ×` the unit's clients
 //! (at least 32, within a token budget) after one warm-up wave whose output lengths are staggered
-//! ([`stagger_warmup`]), so clients arrive as in steady state rather than in synchronised waves;
+//! (`sim::workload::stagger_warmup`), so clients arrive as in steady state rather than in synchronised waves;
 //! open loops size the run by Little's law from the screen.
 
 use super::config::SearchConfig;
@@ -13,7 +13,7 @@ use super::space::{Candidate, EngineChoice, Layout, UnitLoad};
 use crate::sim::cluster::{simulate, Deployment, EngineSpec, Role, SimOptions};
 use crate::sim::deploy::{engine_spec, transfer_link};
 use crate::sim::metrics::RunMetrics;
-use crate::sim::workload::{generate_requests, Arrivals, RequestSpec, WorkloadSpec};
+use crate::sim::workload::{generate_requests, Arrivals, WorkloadSpec};
 
 /// Output tokens one simulation may generate (bounds the cost of large-concurrency candidates).
 const OUTPUT_TOKEN_BUDGET: u64 = 600_000;
@@ -36,19 +36,6 @@ pub fn request_counts(candidate: &Candidate, estimate: &Estimate, osl: u64) -> (
     (measured, in_flight)
 }
 
-/// Spreads the warm-up wave's output lengths over `(osl, 2·osl]` so that clients desynchronise.
-///
-/// A closed loop that starts all its clients at once stays in lockstep when lengths are fixed:
-/// every wave arrives together and queues for prefill, which a long-running service never sees.
-/// Warm-up request `i` of `n` generates `osl + ⌈osl·(i+1)/n⌉` tokens, so the measured requests
-/// arrive spread over one request lifetime, after the first wave's prefill backlog has cleared.
-pub fn stagger_warmup(workload: &mut [RequestSpec]) {
-    let n_warmup = workload.iter().filter(|r| r.warmup).count() as u64;
-    for (index, request) in workload.iter_mut().filter(|r| r.warmup).enumerate() {
-        request.osl += (request.osl * (index as u64 + 1)).div_ceil(n_warmup);
-    }
-}
-
 fn with_cap<'a>(mut spec: EngineSpec<'a>, cap: Option<u64>, dp: u64) -> EngineSpec<'a> {
     if let Some(cap) = cap {
         spec.scheduler.max_running_requests = spec.scheduler.max_running_requests.min((cap / dp).max(1));
@@ -68,7 +55,7 @@ pub fn simulate_candidate(
         UnitLoad::Concurrency(clients) => Arrivals::Closed { concurrency: clients },
         UnitLoad::Rate(rate_per_s) => Arrivals::Poisson { rate_per_s },
     };
-    let mut workload = generate_requests(&WorkloadSpec {
+    let workload = generate_requests(&WorkloadSpec {
         isl: config.workload.isl,
         osl: config.workload.osl,
         lengths: config.workload.lengths,
@@ -77,9 +64,6 @@ pub fn simulate_candidate(
         n_warmup,
         seed: config.workload.seed,
     })?;
-    if matches!(arrivals, Arrivals::Closed { .. }) {
-        stagger_warmup(&mut workload);
-    }
     let cap = candidate.max_running_cap;
     let deployment = match candidate.layout {
         Layout::Agg { engine } => {

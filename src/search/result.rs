@@ -11,6 +11,7 @@ use crate::model::gpu::GIB;
 use crate::model::server_args::MoeA2aBackend;
 use crate::model::step::StepModel;
 use crate::sim::cluster::Role;
+use crate::sim::workload::LengthDistribution;
 
 /// One engine kind of a deployment, with its SGLang launch command.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,6 +81,9 @@ pub struct Point {
     pub screen: ScreenEstimate,
     /// The engines and how to launch them.
     pub engines: Vec<EngineDesc>,
+    /// The `sglsim predict` command that simulates this point's whole deployment with the same
+    /// engines, workload, warm-up and seed; its TTFT and ITL at the SLA percentile reproduce the row's.
+    pub predict_command: String,
     /// GPU, mode and mapping, without knobs or load: recommendations are distinct in it.
     #[serde(skip)]
     pub configuration: String,
@@ -218,6 +222,127 @@ pub fn launch_command(step: &StepModel, role: Role, max_running_cap: Option<u64>
         Role::Aggregated => {}
     }
     launch
+}
+
+/// `predict`'s flags for one engine's SGLang knobs that the search set (chunk size, CUDA-graph batch
+/// cap, the large-EP layout); what the search left at SGLang's default is left out, so that
+/// `predict` derives the same default.
+fn predict_engine_flags(engine: &EngineChoice, with_chunk: bool) -> String {
+    let args = engine.step.args();
+    let mut flags = String::new();
+    if let Some(chunk) = engine.chunked_prefill_size_flag.filter(|_| with_chunk) {
+        flags.push_str(&format!(" --chunked-prefill-size {chunk}"));
+    }
+    if let Some(bs) = engine.cuda_graph_max_bs_flag {
+        flags.push_str(&format!(" --cuda-graph-max-bs {bs}"));
+    }
+    if args.moe_a2a_backend == MoeA2aBackend::Deepep {
+        flags.push_str(" --moe-a2a-backend deepep");
+    }
+    if args.moe_dense_tp1 {
+        flags.push_str(" --moe-dense-tp-size 1");
+    }
+    if args.enable_dp_lm_head {
+        flags.push_str(" --enable-dp-lm-head");
+    }
+    if args.two_batch_overlap {
+        flags.push_str(" --enable-two-batch-overlap");
+    }
+    flags
+}
+
+/// `predict`'s `--tp/--dp/--ep` flags of a mapping, with `prefix` (`""`, `"prefill-"`, `"decode-"`).
+fn predict_mapping_flags(step: &StepModel, prefix: &str) -> String {
+    let mapping = step.mapping();
+    let mut flags = format!(" --{prefix}tp {}", mapping.tp());
+    if mapping.dp() > 1 {
+        flags.push_str(&format!(" --{prefix}dp {}", mapping.dp()));
+    }
+    if mapping.ep() > 1 {
+        flags.push_str(&format!(" --{prefix}ep {}", mapping.ep()));
+    }
+    flags
+}
+
+/// The `sglsim predict` command that reproduces a candidate's simulation for its whole deployment:
+/// every replica, `replicas ×` the unit's clients or rate, requests and warm-up requests.
+pub(crate) fn predict_command(
+    candidate: &Candidate,
+    engines: &[EngineChoice],
+    config: &SearchConfig,
+    n_requests: u64,
+    n_warmup: u64,
+) -> String {
+    let replicas = u64::from(candidate.replicas);
+    let workload = &config.workload;
+    let gpu_idx = match candidate.layout {
+        Layout::Agg { engine } | Layout::Disagg { prefill: engine, .. } => engines[engine].gpu_idx,
+    };
+    let mut command = format!(
+        "sglsim predict {} --gpu {} --isl {} --osl {}",
+        config.model_flags, config.gpus[gpu_idx].name, workload.isl, workload.osl
+    );
+    match workload.lengths {
+        LengthDistribution::Fixed => {}
+        LengthDistribution::Uniform { range_ratio } => command.push_str(&format!(" --range-ratio {range_ratio}")),
+        LengthDistribution::Normal { isl_std, osl_std } => command.push_str(&format!(" --isl-std {isl_std} --osl-std {osl_std}")),
+    }
+    match candidate.unit_load {
+        UnitLoad::Concurrency(clients) => command.push_str(&format!(" --concurrency {}", clients * replicas)),
+        UnitLoad::Rate(rate_per_s) => command.push_str(&format!(" --request-rate {}", rate_per_s * replicas as f64)),
+    }
+    command.push_str(&format!(
+        " --num-requests {} --warmup-requests {} --seed {}",
+        n_requests * replicas,
+        n_warmup * replicas,
+        workload.seed
+    ));
+    if let Some(kv) = config.server_args.kv_cache_dtype {
+        command.push_str(&format!(" --kv-cache-dtype {kv}"));
+    }
+    if let Some(cap) = candidate.max_running_cap {
+        command.push_str(&format!(" --max-running-requests {cap}"));
+    }
+    match candidate.layout {
+        Layout::Agg { engine } => {
+            let engine = &engines[engine];
+            command.push_str(&predict_mapping_flags(&engine.step, ""));
+            if replicas > 1 {
+                command.push_str(&format!(" --replicas {replicas}"));
+            }
+            command.push_str(&predict_engine_flags(engine, true));
+        }
+        Layout::Disagg {
+            prefill,
+            decode,
+            n_prefill,
+            n_decode,
+        } => {
+            let (prefill, decode) = (&engines[prefill], &engines[decode]);
+            command.push_str(" --mode disagg");
+            command.push_str(&predict_mapping_flags(&prefill.step, "prefill-"));
+            command.push_str(&format!(" --prefill-workers {}", u64::from(n_prefill) * replicas));
+            command.push_str(&predict_mapping_flags(&decode.step, "decode-"));
+            command.push_str(&format!(" --decode-workers {}", u64::from(n_decode) * replicas));
+            // `predict`'s server flags apply to both roles, but for the chunk size: the prefill
+            // engine's, and the decode engine's own when it differs (it sizes the decode KV reserve).
+            if let Some(chunk) = prefill.chunked_prefill_size_flag {
+                command.push_str(&format!(" --chunked-prefill-size {chunk}"));
+            }
+            if decode.chunked_prefill_size_flag != prefill.chunked_prefill_size_flag {
+                let chunk = decode.chunked_prefill_size_flag.unwrap_or(
+                    decode
+                        .step
+                        .args()
+                        .chunked_prefill_size
+                        .map_or(-1, |c| (c * u64::from(decode.step.mapping().dp())) as i64),
+                );
+                command.push_str(&format!(" --decode-chunked-prefill-size {chunk}"));
+            }
+            command.push_str(&predict_engine_flags(decode, false));
+        }
+    }
+    command
 }
 
 fn engine_desc(engine: &EngineChoice, role: Role, count: u32, cap: Option<u64>) -> EngineDesc {

@@ -9,9 +9,9 @@ use rayon::prelude::*;
 
 use super::config::{percentile_name, SearchConfig};
 use super::error::{Error, Result};
-use super::evaluate::simulate_candidate;
+use super::evaluate::{request_counts, simulate_candidate};
 use super::pareto::{pareto_front, select_survivors};
-use super::result::{engine_descs, names, round3, Binding, Point, ScreenEstimate, SearchResult, SlaReport};
+use super::result::{engine_descs, names, predict_command, round3, Binding, Point, ScreenEstimate, SearchResult, SlaReport};
 use super::screen::{estimate, Estimate};
 use super::space::{build_engines, enumerate_candidates, smallest_fitting_engine, Candidate, EngineChoice, Layout, UnitLoad};
 
@@ -154,6 +154,7 @@ fn configuration_ids(candidates: &[Candidate]) -> Vec<usize> {
 /// Simulates a candidate and turns the run into a point; `None` when the run fails.
 fn evaluate(candidate: &Candidate, estimate: &Estimate, engines: &[EngineChoice], config: &SearchConfig) -> Option<Point> {
     let metrics = simulate_candidate(candidate, estimate, engines, config).ok()?;
+    let (n_requests, n_warmup) = request_counts(candidate, estimate, config.workload.osl);
     let percentile = config.sla.percentile;
     let ttft_ms = metrics.ttft_ms.at(percentile);
     let itl_ms = metrics.tpot_ms.at(percentile);
@@ -214,6 +215,7 @@ fn evaluate(candidate: &Candidate, estimate: &Estimate, engines: &[EngineChoice]
             output_tok_s_per_gpu: round3(estimate.tok_s_per_gpu),
         },
         engines: engine_descs(candidate, engines),
+        predict_command: predict_command(candidate, engines, config, n_requests, n_warmup),
         configuration,
         layout: Some(candidate.layout),
     })

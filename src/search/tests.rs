@@ -15,6 +15,7 @@ fn config(model: &str, gpus: &[&str], limits: GpuLimits) -> SearchConfig {
     let catalog = GpuCatalog::builtin().unwrap();
     SearchConfig {
         model: find_bundled_spec(model).unwrap().unwrap(),
+        model_flags: format!("--model {model}"),
         gpus: gpus.iter().map(|g| catalog.find(g).unwrap().clone()).collect(),
         coefficients: Coefficients::defaults(),
         server_args: ServerArgs::sglang_defaults(),

@@ -293,3 +293,68 @@ fn decode_fast_forward_matches_step_by_step() {
         }
     }
 }
+
+/// Records of a two-client closed loop of 10-token prompts and 20-token outputs: (sent ms, TTFT ms,
+/// E2E ms) in completion order.
+fn two_clients(n_warmup: u64) -> Vec<(f64, f64, f64)> {
+    let deployment = Deployment {
+        engines: vec![engine(Role::Aggregated, config(10_000, None, (0.7, 0.1)))],
+        transfer: None,
+    };
+    let arrivals = Arrivals::Closed { concurrency: 2 };
+    let workload = super::workload::generate_requests(&super::workload::WorkloadSpec {
+        isl: 10,
+        osl: 20,
+        lengths: super::workload::LengthDistribution::Fixed,
+        arrivals,
+        n_requests: 4,
+        n_warmup,
+        seed: 0,
+    })
+    .unwrap();
+    let options = SimOptions {
+        arrivals,
+        sla: None,
+        record_timeline: false,
+    };
+    let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
+    simulate(&deployment, &workload, options)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| {
+            (
+                round(r.sent.ms_since(super::time::SimTime::ZERO)),
+                round(r.ttft_ms()),
+                round(r.e2e_ms()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn clients_started_together_stay_in_phase() {
+    // Both prompts are prefilled in one batch (0..10), decode 19 steps together and finish at 29;
+    // both clients send at 29, the idle engine prefills both again (29..39), and so on: SGLang's
+    // prefill-first rule keeps a wave together for ever.
+    assert_eq!(
+        two_clients(0),
+        vec![(0.0, 10.0, 29.0), (0.0, 10.0, 29.0), (29.0, 10.0, 29.0), (29.0, 10.0, 29.0)]
+    );
+}
+
+#[test]
+fn staggered_warm_up_puts_clients_out_of_phase() {
+    // Warm-up outputs are staggered to 20 + ⌈20·1/2⌉ = 30 and 20 + 20 = 40 tokens. Both warm-ups
+    // prefill together (0..10); W0 finishes at 10 + 29 = 39 and its client sends M0 at 39, after the
+    // batch at 39 was formed (decode W1, 39..40). M0 prefills alone 40..50 (TTFT 11) while W1 waits
+    // with 31 tokens; W1 then decodes beside M0 and reaches 40 tokens at 59, when M0 has 10. M1 is
+    // sent at 59, prefills 60..70 (TTFT 11) after one more decode of M0, and M0 reaches 20 tokens at
+    // 79 (E2E 40). From then on each client's request is prefilled while the other one decodes: sends
+    // 20 ms apart, TTFT 11, E2E 40; the last one (M3, sent at 99) decodes alone once M2 is done at
+    // 119 and finishes at 129 (E2E 30).
+    assert_eq!(
+        two_clients(2),
+        vec![(39.0, 11.0, 40.0), (59.0, 11.0, 40.0), (79.0, 11.0, 40.0), (99.0, 11.0, 30.0)]
+    );
+}

@@ -63,7 +63,9 @@ pub struct WorkloadSpec {
     pub arrivals: Arrivals,
     /// Measured requests.
     pub n_requests: u64,
-    /// Warm-up requests sent first and left out of the metrics.
+    /// Warm-up requests sent first and left out of the metrics. In a closed loop their output
+    /// lengths are staggered over one request lifetime ([`stagger_warmup`]), so the measured requests
+    /// see the steady state of a long-running service rather than the synchronised first wave.
     pub n_warmup: u64,
     /// RNG seed.
     pub seed: u64,
@@ -143,7 +145,43 @@ pub fn generate_requests(spec: &WorkloadSpec) -> Result<Vec<RequestSpec>> {
             warmup: index < spec.n_warmup,
         });
     }
+    // One client has no phase to lose: its warm-up keeps the asked lengths.
+    if matches!(spec.arrivals, Arrivals::Closed { concurrency } if concurrency > 1) {
+        stagger_warmup(&mut requests);
+    }
     Ok(requests)
+}
+
+/// Warm-up requests that bring a workload to its steady state: one wave of clients in a closed loop
+/// (their lengths staggered by [`stagger_warmup`]), none for open loops and traces, whose arrivals
+/// are already spread. `predict`, `validate` and `search` all use it, so they agree.
+pub fn steady_state_warmup(arrivals: Arrivals) -> u64 {
+    match arrivals {
+        Arrivals::Closed { concurrency } => concurrency,
+        _ => 0,
+    }
+}
+
+/// Spreads the warm-up requests' output lengths over `(osl, 2·osl]`, so that a closed loop's clients
+/// fall out of phase before the measured requests start.
+///
+/// Clients that start together stay in phase when lengths are fixed: SGLang runs prefill before
+/// decode whenever requests wait (`Scheduler::get_next_batch_to_run`), so a wave that arrives
+/// together is prefilled together, decodes together and finishes in the same step, and its clients'
+/// next requests again arrive together. A service that has run for a while has clients at every
+/// phase of their request: each arrival is prefilled while the others decode. Warm-up request `i`
+/// of `n` generates `osl + ⌈osl·(i+1)/n⌉` tokens, so the warm-up wave finishes spread over one
+/// request's decode and the measured requests arrive as they would in that steady state. Benchmarks
+/// discard their warm-up requests the same way (AIPerf `--warmup-request-count`, `bench_serving
+/// --warmup-requests`); `sglsim bench` sends these same lengths, so a real server sees the same
+/// desynchronising wave.
+pub fn stagger_warmup(workload: &mut [RequestSpec]) {
+    let n_warmup = workload.iter().filter(|r| r.warmup).count() as u64;
+    for (index, request) in workload.iter_mut().filter(|r| r.warmup).enumerate() {
+        request.osl = request
+            .osl
+            .saturating_add((request.osl.saturating_mul(index as u64 + 1)).div_ceil(n_warmup));
+    }
 }
 
 fn draw_lengths(spec: &WorkloadSpec, rng: &mut ChaCha8Rng) -> Result<(u64, u64)> {
@@ -222,7 +260,11 @@ mod tests {
             "{mean} {}",
             var.sqrt()
         );
-        assert!(requests.iter().all(|r| r.osl == 200 && r.arrival_s.is_none()));
+        assert!(requests.iter().all(|r| r.arrival_s.is_none()));
+        assert!(requests.iter().filter(|r| !r.warmup).all(|r| r.osl == 200));
+        // The closed loop's two warm-up requests are staggered to 200 + ⌈200·1/2⌉ and 200 + 200.
+        let warmup_osl: Vec<u64> = requests.iter().filter(|r| r.warmup).map(|r| r.osl).collect();
+        assert_eq!(warmup_osl, [300, 400]);
     }
 
     #[test]
