@@ -28,8 +28,11 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod calibrate;
 pub mod model;
 pub mod search;
 pub mod serve;
 pub mod sim;
+
+pub use api::{predict, Error, PredictReport, PredictRequest, Prediction};

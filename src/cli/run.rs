@@ -5,12 +5,11 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::args::{KernelsArgs, ListArgs, PredictArgs, ValidateArgs};
-use super::plan::{load_coefficients, predict_plan, PredictPlan};
-use super::report::{predict_report, predict_table, DoesNotFitReport, EngineReport};
-use sglsim::model::gpu::{GpuCatalog, GIB};
+use super::plan::{load_coefficients, predict_request};
+use super::report::predict_table;
+use sglsim::api::Prediction;
+use sglsim::model::gpu::GpuCatalog;
 use sglsim::model::model_catalog::{bundled_models, bundled_spec};
-use sglsim::sim::cluster::{simulate, Deployment, Role};
-use sglsim::sim::deploy::{engine_spec, transfer_link};
 
 /// What a subcommand ended with.
 pub enum Outcome {
@@ -24,85 +23,26 @@ pub enum Outcome {
 
 /// `sglsim predict`.
 pub fn predict(args: &PredictArgs) -> Result<Outcome> {
-    let plan = predict_plan(args)?;
-    let engines: Vec<EngineReport> = plan
-        .engines
-        .iter()
-        .map(|(step, role, count)| EngineReport::new(step, *role, *count, None))
-        .collect();
-    for (step, role, _) in &plan.engines {
-        if let Some(reason) = step.memory().shortfall() {
-            let reason = format!("{} engine {}: {reason}", role_name(*role), step.mapping());
-            if args.json {
-                let report = DoesNotFitReport {
-                    fits: false,
-                    reason,
-                    weights_gb_per_gpu: step.memory().weights_bytes_per_gpu / GIB,
-                    engines,
-                };
-                return Ok(Outcome::DoesNotFit(serde_json::to_string_pretty(&report)?));
+    match sglsim::predict(&predict_request(args))? {
+        Prediction::DoesNotFit(report) => Ok(Outcome::DoesNotFit(if args.json {
+            serde_json::to_string_pretty(&report)?
+        } else {
+            format!("does not fit: {}", report.reason)
+        })),
+        Prediction::Served { report, timeline, notes } => {
+            for note in notes {
+                eprintln!("{note}");
             }
-            return Ok(Outcome::DoesNotFit(format!("does not fit: {reason}")));
+            if let Some(path) = &args.timeline {
+                write_timeline(path, &timeline)?;
+            }
+            Ok(Outcome::Done(if args.json {
+                serde_json::to_string_pretty(&report)?
+            } else {
+                predict_table(&report)
+            }))
         }
     }
-    let output = run_simulation(&plan)?;
-    if let Some(path) = &args.timeline {
-        write_timeline(path, &output.timeline)?;
-    }
-    let prefill_step = &plan.engines[0].0;
-    let decode_step = &plan.engines.last().expect("at least one engine").0;
-    let prefill_ms = prefill_step.prefill_s(plan.isl) * 1e3;
-    let decode_batch = plan.decode_batch.min(decode_step.memory().max_running_requests).max(1);
-    let per_rank_batch = decode_batch.div_ceil(u64::from(decode_step.mapping().dp()));
-    let decode_step_ms = decode_step.decode_step_s(per_rank_batch, plan.isl + plan.osl / 2).total_s * 1e3;
-    let report = predict_report(
-        &args.model.model,
-        &prefill_step.gpu().name,
-        engines,
-        prefill_ms,
-        decode_step_ms,
-        &output,
-    );
-    Ok(Outcome::Done(if args.json {
-        serde_json::to_string_pretty(&report)?
-    } else {
-        predict_table(&report)
-    }))
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Aggregated => "aggregated",
-        Role::Prefill => "prefill",
-        Role::Decode => "decode",
-    }
-}
-
-fn run_simulation(plan: &PredictPlan) -> Result<sglsim::sim::cluster::SimOutput> {
-    let mut specs = Vec::new();
-    for (step, role, count) in &plan.engines {
-        for _ in 0..*count {
-            let mut spec = engine_spec(step, *role);
-            if plan.offline_batch {
-                spec.frontend_request_s = 0.0;
-            }
-            specs.push(spec);
-        }
-    }
-    let transfer = match (
-        plan.engines.iter().find(|e| e.1 == Role::Prefill),
-        plan.engines.iter().find(|e| e.1 == Role::Decode),
-    ) {
-        (Some((prefill, _, n_prefill)), Some((decode, _, n_decode))) => Some(transfer_link(
-            prefill.gpu(),
-            prefill.coefficients(),
-            prefill.mapping().n_gpus() * n_prefill,
-            decode.mapping().n_gpus() * n_decode,
-        )),
-        _ => None,
-    };
-    let deployment = Deployment { engines: specs, transfer };
-    Ok(simulate(&deployment, &plan.workload, plan.options)?)
 }
 
 fn write_timeline(path: &std::path::Path, records: &[sglsim::sim::cluster::IterationRecord]) -> Result<()> {

@@ -1,0 +1,441 @@
+//! `predict`: one configuration at one load, simulated in-process.
+//!
+//! [`PredictRequest`] holds `sglsim predict`'s flags under their names (underscores for dashes), so
+//! the CLI, the tests and the Python package describe a prediction the same way; [`predict`] loads
+//! what it names, builds the engines, runs the scheduler twin and returns the report whose JSON is
+//! `predict --json`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{invalid, Error, Result};
+use super::load::{filled_note, load_coefficients, load_model_as, read_trace};
+use super::report::{predict_report, DoesNotFitReport, EngineReport, PredictReport};
+use super::server::ServerOptions;
+use crate::model::gpu::{GpuCatalog, GIB};
+use crate::model::mapping::ParallelMapping;
+use crate::model::step::{EngineConfig, StepModel};
+use crate::sim::cluster::{simulate, Deployment, IterationRecord, Role, SimOptions};
+use crate::sim::deploy::{engine_spec, transfer_link};
+use crate::sim::metrics::Sla;
+use crate::sim::workload::{generate_requests, steady_state_warmup, Arrivals, LengthDistribution, RequestSpec, WorkloadSpec};
+
+/// A request rate: requests/s, or `"inf"` (every request at t = 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestRate {
+    /// Requests per second.
+    PerSecond(f64),
+    /// `inf`, or a number written as text.
+    Text(String),
+}
+
+/// Everything `sglsim predict` takes, under its flag names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PredictRequest {
+    /// Bundled model id, or a path to a Hugging Face config.json (or its folder).
+    pub model: String,
+    /// Weight format replacing the checkpoint's: bf16, fp8, fp8-block, fp4 (nvfp4), mxfp4.
+    pub dtype: Option<String>,
+    /// GPU type (see `sglsim gpus`).
+    pub gpu: String,
+    /// `--tp` of every engine (GPUs per engine).
+    pub tp: u32,
+    /// `--dp` (DP attention) of every engine.
+    pub dp: u32,
+    /// `--ep` of every engine.
+    pub ep: u32,
+    /// Input length, tokens (the maximum with `range_ratio`, the mean with `isl_std`).
+    pub isl: Option<u64>,
+    /// Output length, tokens.
+    pub osl: Option<u64>,
+    /// Static batch size, when no load is given.
+    pub batch: Option<u64>,
+    /// Coefficient profile instead of the defaults.
+    pub profile: Option<PathBuf>,
+    /// Closed loop of this many clients.
+    pub concurrency: Option<u64>,
+    /// Poisson arrivals at this rate, or `inf`.
+    pub request_rate: Option<RequestRate>,
+    /// Measured requests (default 10 × concurrency, or 1000 with a request rate).
+    pub num_requests: Option<u64>,
+    /// Warm-up requests (default: one staggered wave of `concurrency` in a closed loop, else 0).
+    pub warmup_requests: Option<u64>,
+    /// `bench_serving --random-range-ratio`.
+    pub range_ratio: Option<f64>,
+    /// AIPerf-style input-length standard deviation, tokens.
+    pub isl_std: Option<f64>,
+    /// AIPerf-style output-length standard deviation, tokens.
+    pub osl_std: Option<f64>,
+    /// A trace (CSV or JSONL) instead of a load and lengths.
+    pub trace: Option<PathBuf>,
+    /// Seed of lengths and arrivals.
+    pub seed: u64,
+    /// TTFT SLA, ms (adds goodput).
+    pub ttft: Option<f64>,
+    /// ITL SLA, ms (adds goodput).
+    pub itl: Option<f64>,
+    /// `agg` or `disagg`.
+    pub mode: String,
+    /// Aggregated engines behind the router.
+    pub replicas: u32,
+    /// Prefill engines' `--tp` (default `tp`).
+    pub prefill_tp: Option<u32>,
+    /// Prefill engines' `--dp`.
+    pub prefill_dp: Option<u32>,
+    /// Prefill engines' `--ep`.
+    pub prefill_ep: Option<u32>,
+    /// Prefill engines.
+    pub prefill_workers: u32,
+    /// Decode engines' `--tp` (default `tp`).
+    pub decode_tp: Option<u32>,
+    /// Decode engines' `--dp`.
+    pub decode_dp: Option<u32>,
+    /// Decode engines' `--ep`.
+    pub decode_ep: Option<u32>,
+    /// Decode engines.
+    pub decode_workers: u32,
+    /// Decode engines' `--chunked-prefill-size` when it differs from the prefill engines'.
+    pub decode_chunked_prefill_size: Option<i64>,
+    /// Keep one record per engine iteration in [`Prediction::timeline`].
+    pub timeline: bool,
+    /// SGLang server flags.
+    #[serde(flatten)]
+    pub server: ServerOptions,
+}
+
+impl Default for PredictRequest {
+    fn default() -> PredictRequest {
+        PredictRequest {
+            model: String::new(),
+            dtype: None,
+            gpu: String::new(),
+            tp: 1,
+            dp: 1,
+            ep: 1,
+            isl: None,
+            osl: None,
+            batch: None,
+            profile: None,
+            concurrency: None,
+            request_rate: None,
+            num_requests: None,
+            warmup_requests: None,
+            range_ratio: None,
+            isl_std: None,
+            osl_std: None,
+            trace: None,
+            seed: 0,
+            ttft: None,
+            itl: None,
+            mode: "agg".into(),
+            replicas: 1,
+            prefill_tp: None,
+            prefill_dp: None,
+            prefill_ep: None,
+            prefill_workers: 1,
+            decode_tp: None,
+            decode_dp: None,
+            decode_ep: None,
+            decode_workers: 1,
+            decode_chunked_prefill_size: None,
+            timeline: false,
+            server: ServerOptions::default(),
+        }
+    }
+}
+
+impl PredictRequest {
+    /// Reads a request from a JSON object of flag names (underscores for dashes), refusing names
+    /// `predict` does not take (the Python package's keyword arguments arrive this way).
+    pub fn from_json(text: &str) -> Result<PredictRequest> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        let known = serde_json::to_value(PredictRequest::default())?;
+        if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
+            if let Some(unknown) = given.keys().find(|k| !known.contains_key(*k)) {
+                let mut names: Vec<&String> = known.keys().collect();
+                names.sort();
+                return Err(invalid!(
+                    "unknown argument '{unknown}': predict takes {}",
+                    names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// The length distribution asked for: uniform with `range_ratio`, normal with either standard
+    /// deviation (the other 0), else fixed.
+    pub fn lengths(&self) -> LengthDistribution {
+        match (self.range_ratio, self.isl_std, self.osl_std) {
+            (Some(range_ratio), _, _) => LengthDistribution::Uniform { range_ratio },
+            (None, None, None) => LengthDistribution::Fixed,
+            (None, isl_std, osl_std) => LengthDistribution::Normal {
+                isl_std: isl_std.unwrap_or(0.0),
+                osl_std: osl_std.unwrap_or(0.0),
+            },
+        }
+    }
+}
+
+/// What [`predict`] returns.
+#[derive(Debug)]
+pub enum Prediction {
+    /// The deployment fits and was simulated.
+    Served {
+        /// The report (`predict --json`).
+        report: Box<PredictReport>,
+        /// One record per engine iteration, when the request asked for them.
+        timeline: Vec<IterationRecord>,
+        /// Notes for the user (a profile that predates some coefficients).
+        notes: Vec<String>,
+    },
+    /// An engine does not fit in GPU memory: the report says why (`predict --json`, exit 2).
+    DoesNotFit(DoesNotFitReport),
+}
+
+/// Engines (step model, role, count), workload and options of a request.
+struct Plan {
+    engines: Vec<(StepModel, Role, u32)>,
+    workload: Vec<RequestSpec>,
+    options: SimOptions,
+    offline_batch: bool,
+    isl: u64,
+    osl: u64,
+    decode_batch: u64,
+    notes: Vec<String>,
+}
+
+/// Builds one engine's step model.
+fn step_model(
+    model: &crate::model::arch::ModelSpec,
+    gpu: &crate::model::gpu::GpuSpec,
+    sizes: (u32, u32, u32),
+    server: &crate::model::server_args::ServerArgs,
+    coefficients: &crate::model::coefficients::Coefficients,
+) -> crate::model::Result<StepModel> {
+    let mapping = ParallelMapping::with_redundant_experts(model, sizes.0, sizes.1, sizes.2, server.ep_num_redundant_experts)?;
+    StepModel::new_unchecked(EngineConfig {
+        model: model.clone(),
+        gpu: gpu.clone(),
+        mapping,
+        server_args: server.clone(),
+        coefficients: coefficients.clone(),
+    })
+}
+
+fn plan(request: &PredictRequest) -> Result<Plan> {
+    let model = load_model_as(&request.model, request.dtype.as_deref())?;
+    let catalog = GpuCatalog::builtin()?;
+    let gpu = catalog.find(&request.gpu)?.clone();
+    let (coefficients, filled) = load_coefficients(request.profile.as_deref())?;
+    let notes: Vec<String> = request
+        .profile
+        .as_deref()
+        .and_then(|path| filled_note(path, &filled))
+        .into_iter()
+        .collect();
+    let server = request.server.server_args()?;
+    let sizes = (request.tp, request.dp, request.ep);
+    let engines = match request.mode.as_str() {
+        "agg" => {
+            if request.replicas == 0 {
+                return Err(invalid!("invalid --replicas 0: at least 1"));
+            }
+            vec![(
+                step_model(&model, &gpu, sizes, &server, &coefficients)?,
+                Role::Aggregated,
+                request.replicas,
+            )]
+        }
+        "disagg" => {
+            if request.prefill_workers == 0 || request.decode_workers == 0 {
+                return Err(invalid!(
+                    "invalid --prefill-workers/--decode-workers: disaggregated serving needs at least one of each"
+                ));
+            }
+            let prefill = (
+                request.prefill_tp.unwrap_or(request.tp),
+                request.prefill_dp.unwrap_or(request.dp),
+                request.prefill_ep.unwrap_or(request.ep),
+            );
+            let decode = (
+                request.decode_tp.unwrap_or(request.tp),
+                request.decode_dp.unwrap_or(request.dp),
+                request.decode_ep.unwrap_or(request.ep),
+            );
+            let mut decode_server = server.clone();
+            if let Some(chunk) = request.decode_chunked_prefill_size {
+                decode_server.chunked_prefill_size = Some(chunk);
+            }
+            let prefill_step =
+                step_model(&model, &gpu, prefill, &server, &coefficients).map_err(|source| Error::Engine { role: "prefill", source })?;
+            let decode_step = step_model(&model, &gpu, decode, &decode_server, &coefficients)
+                .map_err(|source| Error::Engine { role: "decode", source })?;
+            vec![
+                (prefill_step, Role::Prefill, request.prefill_workers),
+                (decode_step, Role::Decode, request.decode_workers),
+            ]
+        }
+        other => return Err(invalid!("invalid --mode '{other}': agg or disagg")),
+    };
+    let sla = (request.ttft.is_some() || request.itl.is_some()).then_some(Sla {
+        ttft_ms: request.ttft,
+        itl_ms: request.itl,
+    });
+    let options = |arrivals| SimOptions {
+        arrivals,
+        sla,
+        record_timeline: request.timeline,
+    };
+    if let Some(trace) = &request.trace {
+        let workload = read_trace(trace)?;
+        let n = workload.len() as f64;
+        let isl = (workload.iter().map(|r| r.isl as f64).sum::<f64>() / n).round() as u64;
+        let osl = (workload.iter().map(|r| r.osl as f64).sum::<f64>() / n).round() as u64;
+        return Ok(Plan {
+            engines,
+            workload,
+            options: options(Arrivals::Trace),
+            isl,
+            osl,
+            decode_batch: 1,
+            offline_batch: false,
+            notes,
+        });
+    }
+    let (Some(isl), Some(osl)) = (request.isl, request.osl) else {
+        return Err(invalid!("--isl and --osl are required (or give --trace FILE)"));
+    };
+    let (arrivals, n_requests, decode_batch) = load(request)?;
+    let spec = WorkloadSpec {
+        isl,
+        osl,
+        lengths: request.lengths(),
+        arrivals,
+        n_requests,
+        n_warmup: request.warmup_requests.unwrap_or(steady_state_warmup(arrivals)),
+        seed: request.seed,
+    };
+    let workload = generate_requests(&spec)?;
+    Ok(Plan {
+        engines,
+        workload,
+        options: options(arrivals),
+        isl,
+        osl,
+        decode_batch,
+        offline_batch: request.concurrency.is_none() && request.request_rate.is_none(),
+        notes,
+    })
+}
+
+/// Arrivals, measured requests and decode batch per engine of the load asked for.
+fn load(request: &PredictRequest) -> Result<(Arrivals, u64, u64)> {
+    Ok(match (request.concurrency, &request.request_rate) {
+        (Some(_), Some(_)) => return Err(invalid!("give --concurrency or --request-rate, not both")),
+        (Some(concurrency), None) => (
+            Arrivals::Closed { concurrency },
+            request.num_requests.unwrap_or(10 * concurrency),
+            concurrency,
+        ),
+        (None, Some(rate)) => {
+            let text = match rate {
+                RequestRate::PerSecond(value) => value.to_string(),
+                RequestRate::Text(text) => text.clone(),
+            };
+            let arrivals = match text.trim().to_ascii_lowercase().as_str() {
+                "inf" | "infinity" => Arrivals::AllAtOnce,
+                lower => match lower.parse::<f64>() {
+                    Ok(rate_per_s) if rate_per_s > 0.0 && rate_per_s.is_finite() => Arrivals::Poisson { rate_per_s },
+                    _ => return Err(invalid!("invalid --request-rate {text}: a positive number of requests/s, or inf")),
+                },
+            };
+            (arrivals, request.num_requests.unwrap_or(1000), 1)
+        }
+        (None, None) => {
+            let batch = request.batch.unwrap_or(1);
+            if batch == 0 {
+                return Err(invalid!("invalid --batch 0: at least 1"));
+            }
+            (Arrivals::AllAtOnce, batch, batch)
+        }
+    })
+}
+
+/// Predicts one configuration at one load: what `sglsim predict` prints.
+pub fn predict(request: &PredictRequest) -> Result<Prediction> {
+    let plan = plan(request)?;
+    let engines: Vec<EngineReport> = plan
+        .engines
+        .iter()
+        .map(|(step, role, count)| EngineReport::new(step, *role, *count, None))
+        .collect();
+    for (step, role, _) in &plan.engines {
+        if let Some(reason) = step.memory().shortfall() {
+            return Ok(Prediction::DoesNotFit(DoesNotFitReport {
+                fits: false,
+                reason: format!("{} engine {}: {reason}", role_name(*role), step.mapping()),
+                weights_gb_per_gpu: step.memory().weights_bytes_per_gpu / GIB,
+                engines,
+            }));
+        }
+    }
+    let output = simulate(&deployment(&plan), &plan.workload, plan.options)?;
+    let prefill_step = &plan.engines[0].0;
+    let decode_step = &plan.engines.last().expect("at least one engine").0;
+    let prefill_ms = prefill_step.prefill_s(plan.isl) * 1e3;
+    let decode_batch = plan.decode_batch.min(decode_step.memory().max_running_requests).max(1);
+    let per_rank_batch = decode_batch.div_ceil(u64::from(decode_step.mapping().dp()));
+    let decode_step_ms = decode_step.decode_step_s(per_rank_batch, plan.isl + plan.osl / 2).total_s * 1e3;
+    let report = predict_report(
+        &request.model,
+        &prefill_step.gpu().name,
+        engines,
+        prefill_ms,
+        decode_step_ms,
+        &output,
+    );
+    Ok(Prediction::Served {
+        report: Box::new(report),
+        timeline: output.timeline,
+        notes: plan.notes,
+    })
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Aggregated => "aggregated",
+        Role::Prefill => "prefill",
+        Role::Decode => "decode",
+    }
+}
+
+/// The simulator's deployment of a plan: every engine, and the KV link when disaggregated.
+fn deployment(plan: &Plan) -> Deployment<'_> {
+    let mut specs = Vec::new();
+    for (step, role, count) in &plan.engines {
+        for _ in 0..*count {
+            let mut spec = engine_spec(step, *role);
+            if plan.offline_batch {
+                spec.frontend_request_s = 0.0;
+            }
+            specs.push(spec);
+        }
+    }
+    let transfer = match (
+        plan.engines.iter().find(|e| e.1 == Role::Prefill),
+        plan.engines.iter().find(|e| e.1 == Role::Decode),
+    ) {
+        (Some((prefill, _, n_prefill)), Some((decode, _, n_decode))) => Some(transfer_link(
+            prefill.gpu(),
+            prefill.coefficients(),
+            prefill.mapping().n_gpus() * n_prefill,
+            decode.mapping().n_gpus() * n_decode,
+        )),
+        _ => None,
+    };
+    Deployment { engines: specs, transfer }
+}
