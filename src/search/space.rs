@@ -149,12 +149,13 @@ fn raised_mem_fraction_step(
     gpu: &GpuSpec,
     mapping: ParallelMapping,
     chunk: Option<i64>,
+    graph_bs: Option<u64>,
     request_tokens: u64,
 ) -> Option<StepModel> {
     if config.server_args.mem_fraction_static.is_some() {
         return None;
     }
-    let mut engine = engine_config(config, gpu, mapping, chunk, None);
+    let mut engine = engine_config(config, gpu, mapping, chunk, graph_bs);
     let unchecked = StepModel::new_unchecked(engine.clone()).ok()?;
     let memory = unchecked.memory();
     let fit = memory.fraction_for_kv_tokens(request_tokens.max(memory.chunk_tokens))?;
@@ -241,23 +242,29 @@ fn engine_choice(config: &SearchConfig, gpu_idx: usize, mapping: ParallelMapping
             // Under DP attention SGLang reserves `cuda_graph_max_bs × dp × 3 MiB` for the graphs' buffers,
             // which at large DP leaves no room for weights and KV; a smaller `--cuda-graph-max-bs` shrinks
             // the reserve (and the default `--mem-fraction-static` with it), as large-EP deployments set it.
-            let lowered = if mapping.dp_attention() && config.server_args.cuda_graph_max_bs.is_none() {
-                DP_ATTENTION_GRAPH_BS.iter().find_map(|&bs| {
-                    Some((
-                        bs,
-                        build_step(config, gpu, mapping, chunk, Some(bs)).filter(|step| fits_request(step))?,
-                    ))
-                })
+            // The graphs' buffers live outside the static pool, so a DP-attention engine that still does not fit
+            // raises --mem-fraction-static only together with the smaller graph batch.
+            let graph_sizes: &[u64] = if mapping.dp_attention() && config.server_args.cuda_graph_max_bs.is_none() {
+                &DP_ATTENTION_GRAPH_BS
             } else {
-                None
+                &[]
             };
-            match lowered {
-                Some((bs, step)) => {
-                    graph_flag = Some(bs);
-                    step
-                }
-                None => raised_mem_fraction_step(config, gpu, mapping, chunk, request_tokens).filter(|step| fits_request(step))?,
-            }
+            let lowered = graph_sizes.iter().find_map(|&bs| {
+                Some((
+                    Some(bs),
+                    build_step(config, gpu, mapping, chunk, Some(bs)).filter(|step| fits_request(step))?,
+                ))
+            });
+            let raised = || match graph_sizes.first() {
+                Some(&bs) => Some((
+                    Some(bs),
+                    raised_mem_fraction_step(config, gpu, mapping, chunk, Some(bs), request_tokens)?,
+                )),
+                None => Some((None, raised_mem_fraction_step(config, gpu, mapping, chunk, None, request_tokens)?)),
+            };
+            let (lowered_bs, step) = lowered.or_else(raised).filter(|(_, step)| fits_request(step))?;
+            graph_flag = lowered_bs;
+            step
         }
     };
     let dp = u64::from(mapping.dp());
