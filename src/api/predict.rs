@@ -99,6 +99,10 @@ pub struct PredictRequest {
     pub decode_workers: u32,
     /// Decode engines' `--chunked-prefill-size` when it differs from the prefill engines'.
     pub decode_chunked_prefill_size: Option<i64>,
+    /// Decode engines' `--cuda-graph-max-bs` when it differs from the prefill engines'.
+    pub decode_cuda_graph_max_bs: Option<u64>,
+    /// Decode engines' `--mem-fraction-static` when it differs from the prefill engines'.
+    pub decode_mem_fraction_static: Option<f64>,
     /// Keep one record per engine iteration in [`Prediction::timeline`].
     pub timeline: bool,
     /// SGLang server flags.
@@ -141,6 +145,8 @@ impl Default for PredictRequest {
             decode_ep: None,
             decode_workers: 1,
             decode_chunked_prefill_size: None,
+            decode_cuda_graph_max_bs: None,
+            decode_mem_fraction_static: None,
             timeline: false,
             server: ServerOptions::default(),
         }
@@ -269,6 +275,12 @@ fn plan(request: &PredictRequest) -> Result<Plan> {
             let mut decode_server = server.clone();
             if let Some(chunk) = request.decode_chunked_prefill_size {
                 decode_server.chunked_prefill_size = Some(chunk);
+            }
+            if let Some(bs) = request.decode_cuda_graph_max_bs {
+                decode_server.cuda_graph_max_bs = Some(bs);
+            }
+            if let Some(fraction) = request.decode_mem_fraction_static {
+                decode_server.mem_fraction_static = Some(fraction);
             }
             let prefill_step =
                 step_model(&model, &gpu, prefill, &server, &coefficients).map_err(|source| Error::Engine { role: "prefill", source })?;

@@ -195,6 +195,12 @@ pub struct PredictArgs {
     /// (decode engines never prefill, but SGLang sizes their `--mem-fraction-static` reserve by it).
     #[arg(long, allow_hyphen_values = true)]
     pub decode_chunked_prefill_size: Option<i64>,
+    /// `--cuda-graph-max-bs` of the decode engines when it differs from the prefill engines'.
+    #[arg(long)]
+    pub decode_cuda_graph_max_bs: Option<u64>,
+    /// `--mem-fraction-static` of the decode engines when it differs from the prefill engines'.
+    #[arg(long)]
+    pub decode_mem_fraction_static: Option<f64>,
 
     /// SGLang server flags, under SGLang's names.
     #[command(flatten)]

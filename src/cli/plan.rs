@@ -103,6 +103,8 @@ pub fn predict_request(args: &PredictArgs) -> PredictRequest {
         decode_ep: args.decode_ep,
         decode_workers: args.decode_workers,
         decode_chunked_prefill_size: args.decode_chunked_prefill_size,
+        decode_cuda_graph_max_bs: args.decode_cuda_graph_max_bs,
+        decode_mem_fraction_static: args.decode_mem_fraction_static,
         timeline: args.timeline.is_some(),
         server: server_options(&args.server),
     }

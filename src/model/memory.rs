@@ -32,6 +32,27 @@ pub struct MemoryPlan {
     pub mem_fraction_static: f64,
     /// GPU memory as the driver reports it, bytes.
     pub gpu_memory_bytes: f64,
+    /// Free memory SGLang measures before loading the weights (what `mem_fraction_static` multiplies), bytes.
+    pub free_before_weights_bytes: f64,
+    /// Tokens per KV page (the pool is whole pages).
+    pub page_size: u64,
+    /// Tokens of one prefill chunk (`chunked_prefill_size`, or `max_prefill_tokens` without chunking): the
+    /// least KV cache in which the scheduler admits a whole chunk.
+    pub chunk_tokens: u64,
+}
+
+/// Highest `--mem-fraction-static` sglsim proposes: SGLang's own default rule never goes above it
+/// (`server_args.py`, the fraction clamped to at most 0.95), keeping at least 5% of the GPU outside the static
+/// pool for activations, CUDA graphs and communicator buffers.
+pub const MAX_PROPOSED_MEM_FRACTION_STATIC: f64 = 0.95;
+
+/// A `--mem-fraction-static` that gives a KV pool, and the pool it gives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FittingFraction {
+    /// The fraction (in hundredths, as operators write it).
+    pub mem_fraction_static: f64,
+    /// KV tokens one rank then holds.
+    pub kv_capacity_tokens_per_rank: u64,
 }
 
 impl MemoryPlan {
@@ -67,7 +88,36 @@ impl MemoryPlan {
             max_running_requests,
             mem_fraction_static: args.mem_fraction_static,
             gpu_memory_bytes: gpu.memory_bytes,
+            free_before_weights_bytes: free_before_weights,
+            page_size: args.page_size,
+            chunk_tokens: args.chunked_prefill_size.unwrap_or(args.max_prefill_tokens),
         }
+    }
+
+    /// KV tokens one rank holds at `mem_fraction_static` (whole pages; 0 when the weights do not fit).
+    pub fn kv_tokens_per_rank_at(&self, mem_fraction_static: f64) -> u64 {
+        let pool_bytes = self.free_before_weights_bytes * mem_fraction_static - self.weights_bytes_per_gpu;
+        if pool_bytes <= 0.0 {
+            return 0;
+        }
+        let tokens = (pool_bytes / self.kv_bytes_per_token_per_rank).floor() as u64;
+        tokens / self.page_size * self.page_size
+    }
+
+    /// The smallest `--mem-fraction-static` in hundredths, above the one used and at most
+    /// [`MAX_PROPOSED_MEM_FRACTION_STATIC`], whose KV pool holds at least `min_tokens_per_rank` tokens per rank;
+    /// `None` when none does (the weights need more GPUs or a narrower format).
+    pub fn fraction_for_kv_tokens(&self, min_tokens_per_rank: u64) -> Option<FittingFraction> {
+        let first = (self.mem_fraction_static * 100.0).floor() as u32 + 1;
+        let last = (MAX_PROPOSED_MEM_FRACTION_STATIC * 100.0).round() as u32;
+        (first..=last).find_map(|hundredths| {
+            let fraction = f64::from(hundredths) / 100.0;
+            let tokens = self.kv_tokens_per_rank_at(fraction);
+            (tokens >= min_tokens_per_rank.max(1)).then_some(FittingFraction {
+                mem_fraction_static: fraction,
+                kv_capacity_tokens_per_rank: tokens,
+            })
+        })
     }
 
     /// Whether a KV pool exists at all.
@@ -81,8 +131,15 @@ impl MemoryPlan {
             return None;
         }
         let budget = self.weights_bytes_per_gpu + self.kv_pool_bytes_per_gpu;
+        let remedy = match self.fraction_for_kv_tokens(self.chunk_tokens) {
+            Some(fit) => format!(
+                "--mem-fraction-static {:.2} would fit, leaving {} KV tokens per rank (operators raise it so; at most {:.2} keeps room for activations), or use more GPUs (larger --tp), a narrower --dtype, or a larger GPU",
+                fit.mem_fraction_static, fit.kv_capacity_tokens_per_rank, MAX_PROPOSED_MEM_FRACTION_STATIC
+            ),
+            None => "use more GPUs (larger --tp), a narrower --dtype, or a larger GPU".to_string(),
+        };
         Some(format!(
-            "weights need {:.1} GB per GPU but mem_fraction_static {:.3} of {:.1} GB leaves {:.1} GB for weights and KV cache; use more GPUs (larger --tp), a narrower --dtype, or a larger GPU",
+            "weights need {:.1} GB per GPU but mem_fraction_static {:.3} of {:.1} GB leaves {:.1} GB for weights and KV cache; {remedy}",
             self.weights_bytes_per_gpu / GIB,
             self.mem_fraction_static,
             self.gpu_memory_bytes / GIB,
@@ -250,6 +307,27 @@ mod tests {
         // Qwen2.5-7B has 4 KV heads: at TP8 each rank still holds one.
         let qwen = plan("Qwen2.5-7B-Instruct", "h100", 4, 1, 1, None);
         assert_eq!(qwen.kv_bytes_per_token_per_layer, 128.0 * 2.0 * 2.0);
+    }
+
+    #[test]
+    fn a_higher_mem_fraction_static_is_proposed_where_one_fits() {
+        // DeepSeek-R1 FP8 on 4 x B200 at SGLang's default 0.855 (16384-token chunk reserve): 157.5 GiB of weights
+        // per GPU against 0.855 x 177.2 GiB free (179.1 GiB less 0.6 + 3 x 0.45 GiB of runtime) = 151.5 GiB.
+        let r1 = plan("DeepSeek-R1", "b200", 4, 1, 1, None);
+        assert!(!r1.fits());
+        // 0.89 x 177.2 = 157.7 GiB leaves 0.2 GiB, under one 16384-token chunk of 70,272-byte latents (1.07 GiB);
+        // 0.90 x 177.2 = 159.5 GiB leaves 2.0 GiB: about 30,000 tokens.
+        let fit = r1.fraction_for_kv_tokens(r1.chunk_tokens).unwrap();
+        assert_eq!(fit.mem_fraction_static, 0.90);
+        let expected = ((0.90 * r1.free_before_weights_bytes - r1.weights_bytes_per_gpu) / 70_272.0).floor() as u64;
+        assert_eq!(fit.kv_capacity_tokens_per_rank, expected);
+        assert!((25_000..35_000).contains(&expected), "{expected}");
+        let reason = r1.shortfall().unwrap();
+        assert!(reason.contains("--mem-fraction-static 0.90 would fit"), "{reason}");
+        // Nothing up to 0.95 holds Llama-3.1-405B on one H100: no fraction is proposed.
+        let huge = plan("Llama-3.1-405B-Instruct", "h100", 1, 1, 1, None);
+        assert_eq!(huge.fraction_for_kv_tokens(1), None);
+        assert!(!huge.shortfall().unwrap().contains("would fit"));
     }
 
     #[test]

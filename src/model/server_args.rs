@@ -256,8 +256,22 @@ impl ServerArgs {
             // Both were checked above against the mapping and the all-to-all backend.
             enable_dp_lm_head: self.enable_dp_lm_head,
             two_batch_overlap: self.enable_two_batch_overlap,
+            piecewise_cuda_graph_max_tokens: default_piecewise_cuda_graph_max_tokens(mapping, version),
         })
     }
+}
+
+/// The first release that captures piecewise CUDA graphs for prefill by default: sgl-project/sglang PR #16331
+/// ("Piecewise Cuda Graph set default", merged 2026-01-03); earlier releases prefill eagerly unless
+/// `--enable-piecewise-cuda-graph` is given (PR #10062, which sglsim's flags do not model).
+pub const PIECEWISE_CUDA_GRAPH_DEFAULT_SINCE: SglangVersion = SglangVersion(0, 5, 8);
+
+/// Largest extend batch, tokens, that replays a piecewise CUDA graph by default (`--piecewise-cuda-graph-max-tokens`,
+/// 8192 in the server_args of releases that enable it; captured sizes 4 ..= 8192), or `None` where prefill runs
+/// eagerly: releases before [`PIECEWISE_CUDA_GRAPH_DEFAULT_SINCE`], and DP attention, which the piecewise runner
+/// does not support (sglang issue #11490's to-do list; `_disable_tc_piecewise_cudagraph_if_incompatible`).
+pub fn default_piecewise_cuda_graph_max_tokens(mapping: &ParallelMapping, version: SglangVersion) -> Option<u64> {
+    (version >= PIECEWISE_CUDA_GRAPH_DEFAULT_SINCE && !mapping.dp_attention()).then_some(8192)
 }
 
 /// Server flags with every default filled in.
@@ -296,6 +310,10 @@ pub struct ResolvedServerArgs {
     /// Two-batch overlap (`--enable-two-batch-overlap`; only accepted with DeepEP over more than one EP
     /// rank: SGLang overlaps DeepEP's dispatch and combine, so without DeepEP there is nothing to hide).
     pub two_batch_overlap: bool,
+    /// Largest extend batch, tokens, whose layers outside attention replay piecewise CUDA graphs (SGLang's
+    /// `PiecewiseCudaGraphRunner`); `None` when every prefill runs eagerly. The model decides whether its
+    /// architecture can be captured ([`super::step::StepModel`]).
+    pub piecewise_cuda_graph_max_tokens: Option<u64>,
 }
 
 impl ResolvedServerArgs {

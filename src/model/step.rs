@@ -274,8 +274,39 @@ impl StepModel {
         }
     }
 
+    /// CPU time to launch an extend forward of `tokens` tokens whose attention cores launch `attention_kernels`
+    /// kernels, seconds, when SGLang replays piecewise CUDA graphs for it (`PiecewiseCudaGraphRunner`, the
+    /// default since [`super::server_args::PIECEWISE_CUDA_GRAPH_DEFAULT_SINCE`]): the graph is split at each
+    /// layer's attention, so the pieces between attentions (one per layer plus the last) replay as captured
+    /// graphs while the attention kernels still launch eagerly. `None` when the forward runs eagerly: more tokens
+    /// than the largest capture, or MLA models: DeepSeek-V3's capture came as an opt-in (PR #12996, November 2025)
+    /// but sglang issue #18130 (February 2026, after the default flipped) still lists the DeepSeek family among the
+    /// models the default leaves eager or broken, and issue 12's DeepSeek-R1 B200 TTFTs of 0.5.6-0.5.9 (157 ms at
+    /// 1k tokens, one client) are above the eager floor, not below it.
+    fn piecewise_launch_s(&self, tokens: u64, attention_kernels: f64) -> Option<f64> {
+        let max_tokens = self.args.piecewise_cuda_graph_max_tokens?;
+        if tokens > max_tokens || matches!(self.model.attention, super::arch::Attention::Mla { .. }) {
+            return None;
+        }
+        let pieces = (self.model.n_layers + 1) as f64;
+        Some(attention_kernels * self.coefficients.eager_launch_us * 1e-6 + pieces * self.coefficients.graph_replay_us * 1e-6)
+    }
+
     /// Adds framework time (graph replay or eager launches, prefill fixed cost, scheduler CPU) to GPU op time.
     fn finish_step(&self, gpu: OpCost, cuda_graph: bool, any_extend: bool, n_requests: u64) -> StepCost {
+        self.finish_step_launched(gpu, cuda_graph, any_extend, n_requests, None)
+    }
+
+    /// [`StepModel::finish_step`] with the CPU launch time of a piecewise-graph prefill in place of one eager
+    /// launch per kernel.
+    fn finish_step_launched(
+        &self,
+        gpu: OpCost,
+        cuda_graph: bool,
+        any_extend: bool,
+        n_requests: u64,
+        piecewise_launch_s: Option<f64>,
+    ) -> StepCost {
         let gpu = self.two_batch_overlap(gpu, !any_extend);
         let mut overhead_s = gpu.floor_s;
         let mut gpu_s = gpu.total_s();
@@ -284,7 +315,7 @@ impl StepModel {
             gpu_s += replay_s;
             overhead_s += replay_s;
         } else {
-            let launch_s = gpu.n_kernels * self.coefficients.eager_launch_us * 1e-6;
+            let launch_s = piecewise_launch_s.unwrap_or(gpu.n_kernels * self.coefficients.eager_launch_us * 1e-6);
             if launch_s > gpu_s {
                 overhead_s += launch_s - gpu_s;
                 gpu_s = launch_s;
@@ -330,6 +361,7 @@ impl StepModel {
         };
         let mut ops: Vec<Op<'_>> = Vec::with_capacity(32);
         let mut slowest_attention = OpCost::default();
+        let mut attention_core_kernels = 0.0f64;
         let mut global_tokens = 0u64;
         let mut local_tokens = 0u64;
         let mut n_logit_rows = 0u64;
@@ -351,9 +383,15 @@ impl StepModel {
                 &mut ops,
             );
             let mut attention = OpCost::default();
+            let mut core_kernels = 0.0;
             for op in &ops {
-                attention.add(&cost_op(op, &self.gpu, &self.coefficients));
+                let cost = cost_op(op, &self.gpu, &self.coefficients);
+                if matches!(op.kind, OpKind::AttentionPrefill { .. }) {
+                    core_kernels += cost.n_kernels;
+                }
+                attention.add(&cost);
             }
+            attention_core_kernels = attention_core_kernels.max(core_kernels);
             if attention.total_s() > slowest_attention.total_s() {
                 slowest_attention = attention;
             }
@@ -387,7 +425,12 @@ impl StepModel {
         for op in &ops {
             gpu.add(&cost_op(op, &self.gpu, &self.coefficients));
         }
-        self.finish_step(gpu, graph_batch.is_some(), any_extend, n_requests)
+        let piecewise_launch_s = if any_extend {
+            self.piecewise_launch_s(local_tokens, attention_core_kernels)
+        } else {
+            None
+        };
+        self.finish_step_launched(gpu, graph_batch.is_some(), any_extend, n_requests, piecewise_launch_s)
     }
 
     /// Prefill of one request of `isl` tokens alone, in chunks of `chunked_prefill_size`, seconds.

@@ -224,18 +224,51 @@ pub fn launch_command(step: &StepModel, role: Role, max_running_cap: Option<u64>
     launch
 }
 
-/// `predict`'s flags for one engine's SGLang knobs that the search set (chunk size, CUDA-graph batch
-/// cap, the large-EP layout); what the search left at SGLang's default is left out, so that
-/// `predict` derives the same default.
-fn predict_engine_flags(engine: &EngineChoice, with_chunk: bool) -> String {
-    let args = engine.step.args();
+/// `predict`'s flags for the SGLang knobs the search set on an engine (chunk size, CUDA-graph batch
+/// cap, a raised memory fraction); what it left at SGLang's default is left out, so that `predict`
+/// derives the same default.
+fn predict_knob_flags(engine: &EngineChoice) -> String {
     let mut flags = String::new();
-    if let Some(chunk) = engine.chunked_prefill_size_flag.filter(|_| with_chunk) {
+    if let Some(chunk) = engine.chunked_prefill_size_flag {
         flags.push_str(&format!(" --chunked-prefill-size {chunk}"));
     }
     if let Some(bs) = engine.cuda_graph_max_bs_flag {
         flags.push_str(&format!(" --cuda-graph-max-bs {bs}"));
     }
+    if let Some(fraction) = engine.mem_fraction_static_flag {
+        flags.push_str(&format!(" --mem-fraction-static {fraction}"));
+    }
+    flags
+}
+
+/// `predict`'s `--decode-*` flags for the decode engine's knobs where they differ from the prefill
+/// engine's (`predict` applies the shared flags to both roles); a knob the prefill engine set and the
+/// decode engine left at its default is given as that default, resolved.
+fn predict_decode_knob_flags(prefill: &EngineChoice, decode: &EngineChoice) -> String {
+    let args = decode.step.args();
+    let dp = u64::from(decode.step.mapping().dp());
+    let mut flags = String::new();
+    if decode.chunked_prefill_size_flag != prefill.chunked_prefill_size_flag {
+        let chunk = decode
+            .chunked_prefill_size_flag
+            .unwrap_or(args.chunked_prefill_size.map_or(-1, |c| (c * dp) as i64));
+        flags.push_str(&format!(" --decode-chunked-prefill-size {chunk}"));
+    }
+    if decode.cuda_graph_max_bs_flag != prefill.cuda_graph_max_bs_flag {
+        let bs = decode.cuda_graph_max_bs_flag.unwrap_or(args.cuda_graph_max_bs);
+        flags.push_str(&format!(" --decode-cuda-graph-max-bs {bs}"));
+    }
+    if decode.mem_fraction_static_flag != prefill.mem_fraction_static_flag {
+        let fraction = decode.mem_fraction_static_flag.unwrap_or(args.mem_fraction_static);
+        flags.push_str(&format!(" --decode-mem-fraction-static {fraction}"));
+    }
+    flags
+}
+
+/// `predict`'s flags for SGLang's large-scale EP layout of an engine.
+fn predict_ep_flags(engine: &EngineChoice) -> String {
+    let args = engine.step.args();
+    let mut flags = String::new();
     if args.moe_a2a_backend == MoeA2aBackend::Deepep {
         flags.push_str(" --moe-a2a-backend deepep");
     }
@@ -310,7 +343,8 @@ pub(crate) fn predict_command(
             if replicas > 1 {
                 command.push_str(&format!(" --replicas {replicas}"));
             }
-            command.push_str(&predict_engine_flags(engine, true));
+            command.push_str(&predict_knob_flags(engine));
+            command.push_str(&predict_ep_flags(engine));
         }
         Layout::Disagg {
             prefill,
@@ -324,22 +358,9 @@ pub(crate) fn predict_command(
             command.push_str(&format!(" --prefill-workers {}", u64::from(n_prefill) * replicas));
             command.push_str(&predict_mapping_flags(&decode.step, "decode-"));
             command.push_str(&format!(" --decode-workers {}", u64::from(n_decode) * replicas));
-            // `predict`'s server flags apply to both roles, but for the chunk size: the prefill
-            // engine's, and the decode engine's own when it differs (it sizes the decode KV reserve).
-            if let Some(chunk) = prefill.chunked_prefill_size_flag {
-                command.push_str(&format!(" --chunked-prefill-size {chunk}"));
-            }
-            if decode.chunked_prefill_size_flag != prefill.chunked_prefill_size_flag {
-                let chunk = decode.chunked_prefill_size_flag.unwrap_or(
-                    decode
-                        .step
-                        .args()
-                        .chunked_prefill_size
-                        .map_or(-1, |c| (c * u64::from(decode.step.mapping().dp())) as i64),
-                );
-                command.push_str(&format!(" --decode-chunked-prefill-size {chunk}"));
-            }
-            command.push_str(&predict_engine_flags(decode, false));
+            command.push_str(&predict_knob_flags(prefill));
+            command.push_str(&predict_decode_knob_flags(prefill, decode));
+            command.push_str(&predict_ep_flags(decode));
         }
     }
     command

@@ -38,6 +38,8 @@ pub struct EngineChoice {
     pub chunked_prefill_size_flag: Option<i64>,
     /// `--cuda-graph-max-bs` set by the search (`None`: SGLang's default).
     pub cuda_graph_max_bs_flag: Option<u64>,
+    /// `--mem-fraction-static` raised by the search where the default leaves no KV (`None`: SGLang's default).
+    pub mem_fraction_static_flag: Option<f64>,
     /// Prefill of one request of the mean input length alone, seconds.
     pub prefill_one_s: f64,
     /// Engine time per request when prefills batch (all DP ranks busy), seconds.
@@ -136,6 +138,41 @@ fn build_step(
     chunk: Option<i64>,
     graph_bs: Option<u64>,
 ) -> Option<StepModel> {
+    StepModel::new(engine_config(config, gpu, mapping, chunk, graph_bs)).ok()
+}
+
+/// Where SGLang's default `--mem-fraction-static` leaves no KV pool for one request of `request_tokens` but a
+/// higher fraction would (DeepSeek-R1 FP8 on 4 x B200: 157.5 GiB of weights per GPU, 151.5 GiB allowed at the
+/// default 0.855), operators raise the flag; the search does the same with the smallest fraction in hundredths,
+/// at most [`crate::model::memory::MAX_PROPOSED_MEM_FRACTION_STATIC`], whose pool holds the request and one
+/// prefill chunk. The launch command carries it. `None` when the user set the fraction or none fits.
+fn raised_mem_fraction_step(
+    config: &SearchConfig,
+    gpu: &GpuSpec,
+    mapping: ParallelMapping,
+    chunk: Option<i64>,
+    graph_bs: Option<u64>,
+    request_tokens: u64,
+) -> Option<StepModel> {
+    if config.server_args.mem_fraction_static.is_some() {
+        return None;
+    }
+    let mut engine = engine_config(config, gpu, mapping, chunk, graph_bs);
+    let unchecked = StepModel::new_unchecked(engine.clone()).ok()?;
+    let memory = unchecked.memory();
+    let fit = memory.fraction_for_kv_tokens(request_tokens.max(memory.chunk_tokens))?;
+    engine.server_args.mem_fraction_static = Some(fit.mem_fraction_static);
+    StepModel::new(engine).ok()
+}
+
+/// The engine configuration the search builds for a mapping, chunk and graph size.
+fn engine_config(
+    config: &SearchConfig,
+    gpu: &GpuSpec,
+    mapping: ParallelMapping,
+    chunk: Option<i64>,
+    graph_bs: Option<u64>,
+) -> EngineConfig {
     let mut server_args = config.server_args.clone();
     if chunk.is_some() {
         server_args.chunked_prefill_size = chunk;
@@ -149,14 +186,13 @@ fn build_step(
         let across_nodes = mapping.n_gpus() > gpu.nvlink_domain_size.max(gpu.gpus_per_node);
         server_args.use_large_ep_layout(server_args.enable_two_batch_overlap || across_nodes);
     }
-    StepModel::new(EngineConfig {
+    EngineConfig {
         model: config.model.clone(),
         gpu: gpu.clone(),
         mapping,
         server_args,
         coefficients: config.coefficients.clone(),
-    })
-    .ok()
+    }
 }
 
 /// Prefill of `requests_per_rank` requests of `isl` tokens on every DP rank at once, chunked as the engine chunks, seconds.
@@ -199,24 +235,44 @@ fn engine_choice(config: &SearchConfig, gpu_idx: usize, mapping: ParallelMapping
     let isl = isl_mean.round().max(1.0) as u64;
     let context_tokens = (isl_mean + osl_mean / 2.0).round() as u64;
     let per_request_tokens = (isl_mean + osl_mean).ceil() as u64;
-    let fits_request = |step: &StepModel| isl_max + osl_max.min(4096) < step.memory().kv_capacity_tokens_per_rank;
+    let request_tokens = isl_max + osl_max.min(4096) + 1;
+    let fits_request = |step: &StepModel| request_tokens <= step.memory().kv_capacity_tokens_per_rank;
     let mut graph_flag = None;
+    let mut fraction_flag = None;
     let mut step = match build_step(config, gpu, mapping, chunk, None).filter(|step| fits_request(step)) {
         Some(step) => step,
-        // Under DP attention SGLang reserves `cuda_graph_max_bs × dp × 3 MiB` for the graphs' buffers,
-        // which at large DP leaves no room for weights and KV; a smaller `--cuda-graph-max-bs` shrinks
-        // the reserve (and the default `--mem-fraction-static` with it), as large-EP deployments set it.
-        None if mapping.dp_attention() && config.server_args.cuda_graph_max_bs.is_none() => {
-            let (lowered, step) = DP_ATTENTION_GRAPH_BS.iter().find_map(|&bs| {
+        None => {
+            // Under DP attention SGLang reserves `cuda_graph_max_bs × dp × 3 MiB` for the graphs' buffers,
+            // which at large DP leaves no room for weights and KV; a smaller `--cuda-graph-max-bs` shrinks
+            // the reserve (and the default `--mem-fraction-static` with it), as large-EP deployments set it.
+            // The graphs' buffers live outside the static pool, so a DP-attention engine that still does not fit
+            // raises --mem-fraction-static only together with the smaller graph batch.
+            let graph_sizes: &[u64] = if mapping.dp_attention() && config.server_args.cuda_graph_max_bs.is_none() {
+                &DP_ATTENTION_GRAPH_BS
+            } else {
+                &[]
+            };
+            let lowered = graph_sizes.iter().find_map(|&bs| {
                 Some((
-                    bs,
+                    Some(bs),
                     build_step(config, gpu, mapping, chunk, Some(bs)).filter(|step| fits_request(step))?,
                 ))
-            })?;
-            graph_flag = Some(lowered);
+            });
+            let raised = || match graph_sizes.first() {
+                Some(&bs) => Some((
+                    Some(bs),
+                    raised_mem_fraction_step(config, gpu, mapping, chunk, Some(bs), request_tokens)?,
+                )),
+                None => Some((None, raised_mem_fraction_step(config, gpu, mapping, chunk, None, request_tokens)?)),
+            };
+            let raises_fraction = lowered.is_none();
+            let (lowered_bs, step) = lowered.or_else(raised).filter(|(_, step)| fits_request(step))?;
+            graph_flag = lowered_bs;
+            if raises_fraction {
+                fraction_flag = Some(step.args().mem_fraction_static);
+            }
             step
         }
-        None => return None,
     };
     let dp = u64::from(mapping.dp());
     let max_batch_agg = |step: &StepModel| {
@@ -254,6 +310,7 @@ fn engine_choice(config: &SearchConfig, gpu_idx: usize, mapping: ParallelMapping
         step,
         chunked_prefill_size_flag: chunk,
         cuda_graph_max_bs_flag: graph_flag,
+        mem_fraction_static_flag: fraction_flag,
         prefill_one_s,
         prefill_per_request_s,
         max_batch_per_rank_agg,

@@ -71,6 +71,27 @@ fn engines_are_every_fitting_size_mapping_and_chunk() {
 }
 
 #[test]
+fn engines_refused_at_the_default_mem_fraction_run_at_the_smallest_one_that_fits() {
+    // DeepSeek-R1 FP8 on 4 x B200: 157.5 GiB of weights per GPU against 151.5 GiB at SGLang's default 0.855.
+    // Operators raise --mem-fraction-static; 0.90 leaves about 30,000 tokens of KV per rank, enough for the
+    // 16384-token chunk and a 512 + 32-token request.
+    let cfg = config("DeepSeek-R1", &["b200"], per_engine(4));
+    let (engines, skipped) = build_engines(&cfg);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let tp4 = engines
+        .iter()
+        .find(|e| e.chunked_prefill_size_flag.is_none() && e.step.mapping().kind() == "TP")
+        .unwrap();
+    assert_eq!(tp4.step.args().mem_fraction_static, 0.90);
+    assert!(tp4.step.memory().kv_capacity_tokens_per_rank > 16_384);
+    // A fraction the user gives is kept, even where it does not fit.
+    let mut fixed = config("DeepSeek-R1", &["b200"], per_engine(4));
+    fixed.server_args.mem_fraction_static = Some(0.85);
+    let (engines, skipped) = build_engines(&fixed);
+    assert!(engines.is_empty() && skipped.len() == 1, "{skipped:?}");
+}
+
+#[test]
 fn screen_prices_disaggregated_decode_without_prefill_interference() {
     let mut cfg = config("Qwen3-8B", &["h100"], per_engine(1));
     cfg.load = Some(Load::Concurrency { n_clients: 32 });

@@ -5,7 +5,7 @@ use crate::model::arch::WeightFormats;
 use crate::model::gpu::GpuCatalog;
 use crate::model::model_catalog::find_bundled_spec;
 use crate::model::quant::WeightDtype;
-use crate::model::server_args::MoeA2aBackend;
+use crate::model::server_args::{MoeA2aBackend, SglangVersion};
 
 fn step_model(model: &str, gpu: &str, tp: u32, dp: u32, ep: u32, dtype: Option<WeightDtype>) -> StepModel {
     let mut model = find_bundled_spec(model).unwrap().unwrap();
@@ -165,5 +165,61 @@ fn two_batch_overlap_hides_part_of_deepep_communication() {
         (overlapped.total_s / measured_s - 1.0).abs() < 0.25,
         "{} vs {measured_s}",
         overlapped.total_s
+    );
+}
+
+fn step_model_of_release(model: &str, gpu: &str, tp: u32, version: SglangVersion) -> StepModel {
+    let model = find_bundled_spec(model).unwrap().unwrap();
+    let gpu = GpuCatalog::builtin().unwrap().find(gpu).unwrap().clone();
+    let mapping = ParallelMapping::new(&model, tp, 1, 1).unwrap();
+    let mut server_args = ServerArgs::sglang_defaults();
+    server_args.sglang_version = Some(version);
+    StepModel::new(EngineConfig {
+        model,
+        gpu,
+        mapping,
+        server_args,
+        coefficients: Coefficients::defaults(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn eager_short_prefills_are_launch_bound_and_cost_the_same() {
+    // SGLang 0.5.5 prefills eagerly: Qwen3-32B-FP8 TP2 on H200 launches 17 kernels per layer at 45 us, more than
+    // the GPU needs for 100 or 1000 tokens, so both take the launches' time (issue 12's 50.3 ms).
+    let step = step_model_of_release("Qwen/Qwen3-32B-FP8", "h200", 2, SglangVersion(0, 5, 5));
+    assert_eq!(step.args().piecewise_cuda_graph_max_tokens, None);
+    let (short, long) = (step.prefill_s(100), step.prefill_s(1000));
+    assert!((short / long - 1.0).abs() < 1e-9, "{short} {long}");
+    assert!(short > 64.0 * 17.0 * 45e-6, "{short}");
+}
+
+#[test]
+fn piecewise_cuda_graphs_leave_only_the_attention_launches() {
+    let step = step_model_of_release("Qwen/Qwen3-32B-FP8", "h200", 2, SglangVersion(0, 5, 8));
+    assert_eq!(step.args().piecewise_cuda_graph_max_tokens, Some(8192));
+    // 64 layers x 2 attention kernels (KV store, FA3) at 45 us, plus 65 graph pieces replayed at 30 us:
+    // 5.76 ms + 1.95 ms.
+    let launch_s = step.piecewise_launch_s(100, 128.0).unwrap();
+    assert!((launch_s - 7.71e-3).abs() < 1e-9, "{launch_s}");
+    assert_eq!(step.piecewise_launch_s(8193, 128.0), None);
+    // Issue 12's target: a 100-token prefill within 30 ms and under 0.6x the 1000-token one.
+    let (short, long) = (step.prefill_s(100), step.prefill_s(1000));
+    assert!(short <= 0.030 && short <= 0.6 * long, "{short} {long}");
+    // Without graphs (0.5.5) the same prefill costs at least twice as much.
+    let eager = step_model_of_release("Qwen/Qwen3-32B-FP8", "h200", 2, SglangVersion(0, 5, 5));
+    assert!(eager.prefill_s(100) > 2.0 * short);
+}
+
+#[test]
+fn mla_models_and_dp_attention_prefill_eagerly_even_where_piecewise_graphs_are_the_default() {
+    let deepseek = step_model_of_release("DeepSeek-R1", "h200", 8, SglangVersion(0, 5, 8));
+    assert_eq!(deepseek.piecewise_launch_s(100, 122.0), None);
+    let model = find_bundled_spec("DeepSeek-R1").unwrap().unwrap();
+    let dp_attention = ParallelMapping::new(&model, 8, 8, 8).unwrap();
+    assert_eq!(
+        crate::model::server_args::default_piecewise_cuda_graph_max_tokens(&dp_attention, SglangVersion(0, 5, 8)),
+        None
     );
 }
