@@ -35,4 +35,5 @@ pub mod search;
 pub mod serve;
 pub mod sim;
 
-pub use api::{predict, Error, PredictReport, PredictRequest, Prediction};
+pub use api::search::search;
+pub use api::{predict, Error, PredictReport, PredictRequest, Prediction, SearchReport, SearchRequest};

@@ -80,7 +80,12 @@ fn calibrate_from_dynamo_archives_reports_every_point_as_json() {
             .find(|c| c["name"] == name)
             .map(|c| c["status"].as_str().unwrap().to_string())
     };
-    assert_eq!(status("gemm_fp8_eff").as_deref(), Some("moved"));
+    // Identified: moved, or held where the default already fits (prefill under piecewise CUDA graphs).
+    assert!(
+        matches!(status("gemm_fp8_eff").as_deref(), Some("moved" | "held")),
+        "{:?}",
+        status("gemm_fp8_eff")
+    );
     assert_eq!(status("moe_mem_eff").as_deref(), Some("not_identified"));
 }
 

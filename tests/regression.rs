@@ -143,3 +143,19 @@ fn issue12_added_dev_set_error_does_not_regress() {
         assert!(median < bound, "{family}: median APE {median:.1}% (bound {bound}%)");
     }
 }
+
+#[test]
+fn issue12_short_prompts_prefill_in_proportion_with_the_default_release() {
+    // Issue 12: Qwen3-32B-FP8 TP2 on H200, a 100-token prefill at most 30 ms and at most 0.6x the
+    // 1000-token one (AIConfigurator's per-op tables: 11.6 and 40.6 ms). With SGLang's eager prefill
+    // (before 0.5.8) both cost the launch floor, about 50 ms.
+    let prefill_ms = |isl: u32| {
+        let out = sglsim(&format!(
+            "predict --model Qwen/Qwen3-32B-FP8 --gpu h200 --tp 2 --isl {isl} --osl 2 --json"
+        ));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        number(&out.json(), "prefill_ms")
+    };
+    let (short, long) = (prefill_ms(100), prefill_ms(1000));
+    assert!(short <= 30.0 && short <= 0.6 * long, "100 tokens {short} ms, 1000 tokens {long} ms");
+}

@@ -158,17 +158,7 @@ impl PredictRequest {
     /// `predict` does not take (the Python package's keyword arguments arrive this way).
     pub fn from_json(text: &str) -> Result<PredictRequest> {
         let value: serde_json::Value = serde_json::from_str(text)?;
-        let known = serde_json::to_value(PredictRequest::default())?;
-        if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
-            if let Some(unknown) = given.keys().find(|k| !known.contains_key(*k)) {
-                let mut names: Vec<&String> = known.keys().collect();
-                names.sort();
-                return Err(invalid!(
-                    "unknown argument '{unknown}': predict takes {}",
-                    names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
-                ));
-            }
-        }
+        refuse_unknown_keys(&value, &serde_json::to_value(PredictRequest::default())?, "predict")?;
         Ok(serde_json::from_value(value)?)
     }
 
@@ -184,6 +174,17 @@ impl PredictRequest {
             },
         }
     }
+}
+
+/// An error naming the first key of `given` that `known` (a default request as JSON) lacks.
+pub(crate) fn refuse_unknown_keys(given: &serde_json::Value, known: &serde_json::Value, command: &str) -> Result<()> {
+    if let (Some(given), Some(known)) = (given.as_object(), known.as_object()) {
+        if let Some(unknown) = given.keys().find(|k| !known.contains_key(*k)) {
+            let names: Vec<&str> = known.keys().map(|k| k.as_str()).collect();
+            return Err(invalid!("unknown argument '{unknown}': {command} takes {}", names.join(", ")));
+        }
+    }
+    Ok(())
 }
 
 /// What [`predict`] returns.

@@ -114,7 +114,7 @@ pub struct ServerFlags {
     /// `--attention-backend` (recorded; fa3, flashinfer, triton, trtllm_mla, ...).
     #[arg(long)]
     pub attention_backend: Option<String>,
-    /// The SGLang release whose defaults apply (e.g. 0.4.5); default: the release sglsim models (0.5.5).
+    /// The SGLang release whose defaults apply (e.g. 0.4.5); default: the newest release sglsim models (0.5.8).
     #[arg(long)]
     pub sglang_version: Option<String>,
     /// `--moe-dense-tp-size`: 1 runs the dense MLP layers of an MoE model data-parallel under DP

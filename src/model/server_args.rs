@@ -46,8 +46,9 @@ impl MoeA2aBackend {
 pub struct SglangVersion(pub u32, pub u32, pub u32);
 
 impl SglangVersion {
-    /// The release whose defaults sglsim reproduces when no version is given (v0.5.5, see `docs/sglang-facts.md`).
-    pub const CURRENT: SglangVersion = SglangVersion(0, 5, 5);
+    /// The release whose defaults sglsim reproduces when no version is given: v0.5.8, the newest release whose
+    /// changed defaults sglsim models (piecewise CUDA-graph prefill; see `docs/sglang-facts.md`).
+    pub const CURRENT: SglangVersion = SglangVersion(0, 5, 8);
 
     /// Reads the first `X.Y[.Z]` in a version string such as `0.4.5.post3`, `~0.4.6 (main, May 2025)`
     /// or `v0.3.0`; `None` when there is none (`main`, a docker tag).
