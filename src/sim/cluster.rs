@@ -352,13 +352,19 @@ impl Simulation<'_, '_> {
     }
 
     /// The front end hands a placed request to its engine's scheduler (or, disaggregated, to its
-    /// decode engine's pre-allocation queue).
+    /// decode engine's pre-allocation queue). SGLang's decode scheduler pops that queue once per
+    /// event-loop iteration (`process_decode_queue` → `DecodePreallocQueue.pop_preallocated`,
+    /// python/sglang/srt/disaggregation/decode.py), and an iteration lasts one forward: a busy decode
+    /// engine pre-allocates, and so releases the request to its prefill engine, at its next
+    /// scheduling point ([`Simulation::start_step`]); an idle one at once.
     fn on_dispatched(&mut self, now: SimTime, request_idx: usize) {
         let (engine_idx, rank) = self.requests[request_idx].placement;
         if self.deployment.engines[engine_idx].role == Role::Decode {
             self.engines[engine_idx].prealloc[rank].push_back(request_idx);
             self.requests[request_idx].state = RequestState::AwaitingDecodeSlot;
-            self.try_preallocate(now, engine_idx);
+            if !self.engines[engine_idx].busy {
+                self.try_preallocate(now, engine_idx);
+            }
         } else {
             self.requests[request_idx].state = RequestState::Waiting;
             self.enqueue(now, engine_idx, rank, request_idx);
@@ -423,6 +429,10 @@ impl Simulation<'_, '_> {
     fn start_step(&mut self, now: SimTime, engine_idx: usize) {
         if self.engines[engine_idx].busy {
             return;
+        }
+        if self.deployment.engines[engine_idx].role == Role::Decode {
+            // Requests that reached the pre-allocation queue during the last forward.
+            self.try_preallocate(now, engine_idx);
         }
         let spec = &self.deployment.engines[engine_idx];
         let engine = &mut self.engines[engine_idx];
