@@ -154,6 +154,26 @@ fn disaggregated_transfer_then_decode() {
 }
 
 #[test]
+fn transfers_that_finish_prefill_together_queue_on_the_link() {
+    // A and B (100 in / 3 out) are prefilled together 0..10. Each prompt's KV (100 x 1000 B at 1e8 B/s)
+    // takes 1 ms on the wire: A's bytes leave 10..11 (its only chunk is computed at 10) and it is seen
+    // 2 ms later, at 13; B's wait for the link and go 11..12, seen at 14. A streams its first token at
+    // 13.5 and decodes 13..14, 14..15; B joins at 14 (first token 14.5) and decodes 14..15, 15..16.
+    let deployment = Deployment {
+        engines: vec![
+            engine(Role::Prefill, config(10_000, None, (0.7, 0.1))),
+            engine(Role::Decode, config(10_000, None, (0.7, 0.1))),
+        ],
+        transfer: Some(TransferLink {
+            bytes_per_s: 1e8,
+            latency_s: 0.002,
+        }),
+    };
+    let (records, _) = run(&deployment, &[request(100, 3), request(100, 3)]);
+    assert_eq!(records, vec![(13.5, 15.0), (14.5, 16.0)]);
+}
+
+#[test]
 fn a_busy_decode_engine_preallocates_at_its_next_scheduling_point() {
     // A (100 in / 20 out) at t=0: pre-allocated at once (decode idle), prefilled 0..10, transfer 10..13
     // (2 ms + 100 x 1000 B at 1e8 B/s), first token at 13.5, then 19 decode steps of 1 ms to 32.
