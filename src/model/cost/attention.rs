@@ -360,6 +360,21 @@ mod tests {
         assert!((compute(h200, KvDtype::Bf16) - compute(h200, KvDtype::Fp8)).abs() < 1e-12);
     }
 
+    #[test]
+    fn gb200_fp8_over_bf16_mla_decode_matches_aic_trtllm_mla_rows() {
+        // AIConfigurator 0.12.0, gb200 mla/sglang/0.5.14/generation_mla_perf.parquet (kernel trtllm_mla, 128
+        // heads, tp 1): (batch, KV tokens, FP8 ms / BF16 ms) = (64, 16384, 0.1386 / 0.2426), (256, 8192,
+        // 0.2869 / 0.4880), (128, 32768, 0.5017 / 0.9158): the FP8 cache takes 0.57, 0.59 and 0.55 of the BF16
+        // time where the math dominates.
+        let gpu = GpuCatalog::builtin().unwrap().find("gb200").unwrap().clone();
+        let coefficients = Coefficients::defaults();
+        let time = |requests, context, kv_dtype| cost_op(&mla_decode_op(requests, context, kv_dtype), &gpu, &coefficients).total_s();
+        for (requests, context, measured) in [(64, 16_384, 0.571), (256, 8192, 0.588), (128, 32_768, 0.548)] {
+            let ratio = time(requests, context, KvDtype::Fp8) / time(requests, context, KvDtype::Bf16);
+            assert!((ratio - measured).abs() < 0.08, "{requests} x {context}: {ratio} vs {measured}");
+        }
+    }
+
     fn prefill_s(gpu: &GpuSpec, coefficients: &Coefficients, batch: u64, tokens: u64, kv_dtype: KvDtype) -> f64 {
         let requests: Vec<ExtendRequest> = (0..batch)
             .map(|_| ExtendRequest {
