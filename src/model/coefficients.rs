@@ -180,6 +180,14 @@ coefficients! {
     alltoall_latency_us: "us", 5.0 ..= 300.0;
     /// Fraction of NVLink and RDMA bandwidth DeepEP's dispatch and combine reach (remote ranks over RDMA, same-node ranks over NVLink, concurrently).
     alltoall_bw_eff: "fraction", 0.2 ..= 0.95;
+    /// Fixed cost of one DeepEP low-latency dispatch or combine whose ranks all share one NVLink domain (NVLink stores, no NIC), microseconds.
+    deepep_ll_nvlink_latency_us: "us", 2.0 ..= 100.0;
+    /// Fraction of NVLink bandwidth DeepEP's low-latency dispatch and combine reach within one NVLink domain.
+    deepep_ll_nvlink_bw_eff: "fraction", 0.2 ..= 0.95;
+    /// Fixed cost of one DeepEP low-latency dispatch or combine whose ranks span several NVLink domains (IBGDA sends over RDMA), microseconds, besides the NIC's latency.
+    deepep_ll_rdma_latency_us: "us", 2.0 ..= 200.0;
+    /// Fraction of RDMA (and NVLink) bandwidth DeepEP's low-latency dispatch and combine reach when their ranks span several NVLink domains.
+    deepep_ll_rdma_bw_eff: "fraction", 0.2 ..= 1.0;
     /// Fraction of link bandwidth that SGLang's custom all-reduce and MoE all-to-alls reach on large messages.
     comm_bw_eff: "fraction", 0.2 ..= 0.95;
     /// Fixed GPU time of one kernel on top of its roofline time (launch, ramp-up, tail), microseconds.

@@ -679,7 +679,9 @@ pub fn collective_s(gpu: &GpuSpec, coefficients: &Coefficients, n_ranks: u32, la
 /// One MoE dispatch or combine over `n_ranks` (DeepEP): each rank sends each of `tokens_per_rank`
 /// tokens (`bytes_per_token` a copy) to the ranks of its `top_k` experts, spread evenly. Copies for
 /// other nodes (NVLink domains) cross RDMA while same-node copies cross NVLink at the same time,
-/// plus a fixed cost. With `node_dedup` (DeepEP's normal kernels) a token crosses RDMA once per
+/// plus a fixed cost. The low-latency kernels (decode) within one NVLink domain send every copy as
+/// NVLink stores, at their own fixed cost and efficiency (`deepep_ll_nvlink_*`); across domains they
+/// have their own RDMA fit (`deepep_ll_rdma_*`), the normal kernels (prefill) `alltoall_*`. With `node_dedup` (DeepEP's normal kernels) a token crosses RDMA once per
 /// distinct remote node among its experts' nodes — n_nodes × (1 − (1 − 1/n_nodes)^top_k) nodes in
 /// all under uniform routing — and is forwarded over NVLink inside that node.
 pub fn all_to_all_s(
@@ -697,8 +699,19 @@ pub fn all_to_all_s(
     let n = f64::from(n_ranks);
     let domain = f64::from(gpu.nvlink_domain_size.max(gpu.gpus_per_node).min(n_ranks));
     let k = top_k as f64;
+    let bytes = tokens_per_rank * bytes_per_token;
+    if !node_dedup && n <= domain {
+        // Low-latency kernels inside one NVLink domain: every copy to another rank is an NVLink store.
+        let copies = k * (n - 1.0) / n;
+        return coefficients.deepep_ll_nvlink_latency_us * 1e-6
+            + copies * bytes / (gpu.nvlink_bytes_per_s * coefficients.deepep_ll_nvlink_bw_eff);
+    }
     let n_nodes = (n / domain).ceil();
-    let eff = coefficients.alltoall_bw_eff;
+    let (fixed_us, eff) = if node_dedup {
+        (coefficients.alltoall_latency_us, coefficients.alltoall_bw_eff)
+    } else {
+        (coefficients.deepep_ll_rdma_latency_us, coefficients.deepep_ll_rdma_bw_eff)
+    };
     let local_copies = k * (domain - 1.0) / n;
     let remote_copies = if node_dedup && n_nodes > 1.0 {
         n_nodes * (1.0 - (1.0 - 1.0 / n_nodes).powf(k)) * (n_nodes - 1.0) / n_nodes
@@ -707,11 +720,10 @@ pub fn all_to_all_s(
     };
     // Tokens received over RDMA are forwarded to their experts' GPUs over NVLink in the normal kernels.
     let forwarded_copies = if node_dedup { k * (n - domain) / n } else { 0.0 };
-    let bytes = tokens_per_rank * bytes_per_token;
     let local_s = (local_copies + forwarded_copies) * bytes / (gpu.nvlink_bytes_per_s * eff);
     let remote_s = remote_copies * bytes / (gpu.rdma_bytes_per_s * eff);
     let latency_s = if n > domain { gpu.rdma_latency_us * 1e-6 } else { 0.0 };
-    coefficients.alltoall_latency_us * 1e-6 + latency_s + local_s.max(remote_s)
+    fixed_us * 1e-6 + latency_s + local_s.max(remote_s)
 }
 
 /// [`collective_s`] at a given fraction of the link bandwidths.
@@ -938,9 +950,59 @@ mod tests {
         assert!(a2a(16, false) < ep64);
         assert_eq!(a2a(1, false), 0.0);
         // The normal kernels send a token to a remote node once, not once per expert there: over
-        // 4 nodes, 8 experts reach about 2.7 remote nodes instead of 6 remote experts.
-        let (low_latency, normal) = (a2a(32, false), a2a(32, true));
+        // 4 nodes, 8 experts reach about 2.7 remote nodes instead of 6 remote experts (compared at the
+        // same fixed cost and efficiency).
+        let mut same = coefficients.clone();
+        same.deepep_ll_rdma_latency_us = same.alltoall_latency_us;
+        same.deepep_ll_rdma_bw_eff = same.alltoall_bw_eff;
+        let a2a_same = |ranks: u32, dedup: bool| all_to_all_s(&gpu, &same, ranks, 128.0, 7168.0, 8, dedup);
+        let (low_latency, normal) = (a2a_same(32, false), a2a_same(32, true));
         assert!(normal < 0.6 * low_latency && normal > 0.3 * low_latency, "{normal} {low_latency}");
+    }
+
+    #[test]
+    fn deepep_low_latency_within_one_nvlink_domain_matches_aic_timings() {
+        // AIConfigurator 0.12.0 wideep_deepep_ll tables (SGLang 0.5.12, one node, hidden 7168, top-8, 256
+        // experts): (GPU, ranks, tokens per rank, bytes per copy, measured us). FP8 dispatch copies 7168 bytes,
+        // BF16 combine 14336. Hand-derived: B200 EP8, 128 tokens: 18.5 + 7 x 128 x 7168 / (900e9 x 0.6) =
+        // 30.4 us; 1024-token combine 208.8; H200 1024-token dispatch 18.5 + 190.3 = 208.8; a GB200 tray (EP4,
+        // 6 copies of 8 leave the rank), 128 tokens: 28.7.
+        let catalog = GpuCatalog::builtin().unwrap();
+        let coefficients = Coefficients::defaults();
+        let rows = [
+            ("b200", 8, 128.0, 7168.0, 32.95, 30.4),
+            ("b200", 8, 1024.0, 14336.0, 189.29, 208.8),
+            ("h200", 8, 1024.0, 7168.0, 211.10, 208.8),
+            ("gb200", 4, 128.0, 7168.0, 26.86, 28.7),
+        ];
+        for (name, ranks, tokens, bytes, measured_us, derived_us) in rows {
+            let gpu = catalog.find(name).unwrap();
+            let us = all_to_all_s(gpu, &coefficients, ranks, tokens, bytes, 8, false) * 1e6;
+            assert!((us - derived_us).abs() < 0.2, "{name} {tokens}: {us} vs {derived_us}");
+            assert!(
+                (us / measured_us).ln().abs() < 0.15,
+                "{name} {tokens}: {us} vs measured {measured_us}"
+            );
+        }
+    }
+
+    #[test]
+    fn deepep_low_latency_across_nodes_matches_aic_timings() {
+        // AIC 0.12.0 wideep_deepep_ll, SGLang 0.5.6.post2, H100 nodes of 8 (hidden 7168, top-8, 256 experts):
+        // (ranks, tokens, bytes per copy, measured us). Hand-derived with 20 us + 5 us NIC latency and the
+        // remote copies (8 x (n - 8) / n) at 0.92 x 50 GB/s: EP16, 128-token dispatch: 4 x 917,504 B -> 79.8 +
+        // 25 = 104.8 us; EP32: 6 copies -> 144.7 us; EP64, 256-token combine: 7 x 3,670,016 B -> 583.5 us.
+        let gpu = h100();
+        let coefficients = Coefficients::defaults();
+        for (ranks, tokens, bytes, measured_us, derived_us) in [
+            (16, 128.0, 7168.0, 102.10, 104.8),
+            (32, 128.0, 7168.0, 142.97, 144.7),
+            (64, 256.0, 14336.0, 579.53, 583.5),
+        ] {
+            let us = all_to_all_s(&gpu, &coefficients, ranks, tokens, bytes, 8, false) * 1e6;
+            assert!((us - derived_us).abs() < 0.2, "EP{ranks}: {us} vs {derived_us}");
+            assert!((us / measured_us).ln().abs() < 0.05, "EP{ranks}: {us} vs measured {measured_us}");
+        }
     }
 
     #[test]

@@ -174,6 +174,9 @@ struct EngineState {
     extends: Vec<Vec<ExtendRequest>>,
     /// When the front end finishes the last request handed to it.
     frontend_free: SimTime,
+    /// Per DP rank: when its GPUs' KV-transfer links (the NIC, or NVLink within one domain) finish the
+    /// bytes already queued on them (disaggregated engines).
+    link_free: Vec<SimTime>,
 }
 
 struct Simulation<'d, 'a> {
@@ -218,6 +221,7 @@ pub fn simulate(deployment: &Deployment<'_>, workload: &[RequestSpec], options: 
             contexts: vec![Vec::new(); spec.dp],
             extends: vec![Vec::new(); spec.dp],
             frontend_free: SimTime::ZERO,
+            link_free: vec![SimTime::ZERO; spec.dp],
         })
         .collect();
     let mut simulation = Simulation {
@@ -352,13 +356,19 @@ impl Simulation<'_, '_> {
     }
 
     /// The front end hands a placed request to its engine's scheduler (or, disaggregated, to its
-    /// decode engine's pre-allocation queue).
+    /// decode engine's pre-allocation queue). SGLang's decode scheduler pops that queue once per
+    /// event-loop iteration (`process_decode_queue` → `DecodePreallocQueue.pop_preallocated`,
+    /// python/sglang/srt/disaggregation/decode.py), and an iteration lasts one forward: a busy decode
+    /// engine pre-allocates, and so releases the request to its prefill engine, at its next
+    /// scheduling point ([`Simulation::start_step`]); an idle one at once.
     fn on_dispatched(&mut self, now: SimTime, request_idx: usize) {
         let (engine_idx, rank) = self.requests[request_idx].placement;
         if self.deployment.engines[engine_idx].role == Role::Decode {
             self.engines[engine_idx].prealloc[rank].push_back(request_idx);
             self.requests[request_idx].state = RequestState::AwaitingDecodeSlot;
-            self.try_preallocate(now, engine_idx);
+            if !self.engines[engine_idx].busy {
+                self.try_preallocate(now, engine_idx);
+            }
         } else {
             self.requests[request_idx].state = RequestState::Waiting;
             self.enqueue(now, engine_idx, rank, request_idx);
@@ -423,6 +433,10 @@ impl Simulation<'_, '_> {
     fn start_step(&mut self, now: SimTime, engine_idx: usize) {
         if self.engines[engine_idx].busy {
             return;
+        }
+        if self.deployment.engines[engine_idx].role == Role::Decode {
+            // Requests that reached the pre-allocation queue during the last forward.
+            self.try_preallocate(now, engine_idx);
         }
         let spec = &self.deployment.engines[engine_idx];
         let engine = &mut self.engines[engine_idx];
@@ -796,11 +810,21 @@ impl Simulation<'_, '_> {
         }
     }
 
-    /// KV leaves a prefill engine chunk by chunk as it is computed; what is exposed is the larger of the
-    /// last chunk's transfer and the whole prompt's transfer counted from the first chunk.
+    /// KV leaves a prefill engine chunk by chunk as it is computed (SGLang's `send_kv_chunk` after each
+    /// chunk, python/sglang/srt/disaggregation/prefill.py), over the links of the sending rank's GPUs and
+    /// into the receiving decode rank's. A link carries one transfer's bytes at a time at its bandwidth,
+    /// in the order prompts finish (Mooncake's and NIXL's transfer queues), so requests that finish
+    /// prefill together queue on the wire: the prompt's bytes go out from its first chunk or when both
+    /// links are free, whichever is later, and its last chunk cannot leave before it is computed. The
+    /// request is seen as transferred a fixed latency (handshake, completion polling) after its last byte.
     fn start_transfer(&mut self, now: SimTime, prefill_idx: usize, request_idx: usize) {
         let link = self.deployment.transfer.expect("validated: disaggregated deployments have a link");
         let spec = &self.deployment.engines[prefill_idx];
+        let (prefill_rank, (decode_idx, decode_rank)) = {
+            let request = &self.requests[request_idx];
+            let (_, rank) = request.prefill_placement.expect("prefilled requests have a prefill placement");
+            (rank, request.placement)
+        };
         let request = &mut self.requests[request_idx];
         request.state = RequestState::Transferring;
         request.generated = request.generated.max(1);
@@ -810,11 +834,17 @@ impl Simulation<'_, '_> {
             .chunked_prefill_size
             .unwrap_or(request.spec.isl)
             .min(request.spec.isl);
-        let last_chunk_s = link.latency_s + chunk as f64 * bytes_per_token / link.bytes_per_s;
-        let whole_s = link.latency_s + request.spec.isl as f64 * bytes_per_token / link.bytes_per_s;
+        let last_chunk_wire_s = chunk as f64 * bytes_per_token / link.bytes_per_s;
+        let whole_wire_s = request.spec.isl as f64 * bytes_per_token / link.bytes_per_s;
         let started = request.prefill_started.unwrap_or(now);
-        let done = now.after_secs(last_chunk_s).max(started.after_secs(whole_s));
-        self.push(done, Event::TransferDone(request_idx));
+        let links_free = self.engines[prefill_idx].link_free[prefill_rank].max(self.engines[decode_idx].link_free[decode_rank]);
+        let wire_done = started
+            .max(links_free)
+            .after_secs(whole_wire_s)
+            .max(now.after_secs(last_chunk_wire_s));
+        self.engines[prefill_idx].link_free[prefill_rank] = wire_done;
+        self.engines[decode_idx].link_free[decode_rank] = wire_done;
+        self.push(wire_done.after_secs(link.latency_s), Event::TransferDone(request_idx));
     }
 
     fn on_transfer_done(&mut self, now: SimTime, request_idx: usize) {

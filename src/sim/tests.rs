@@ -154,6 +154,63 @@ fn disaggregated_transfer_then_decode() {
 }
 
 #[test]
+fn transfers_that_finish_prefill_together_queue_on_the_link() {
+    // A and B (100 in / 3 out) are prefilled together 0..10. Each prompt's KV (100 x 1000 B at 1e8 B/s)
+    // takes 1 ms on the wire: A's bytes leave 10..11 (its only chunk is computed at 10) and it is seen
+    // 2 ms later, at 13; B's wait for the link and go 11..12, seen at 14. A streams its first token at
+    // 13.5 and decodes 13..14, 14..15; B joins at 14 (first token 14.5) and decodes 14..15, 15..16.
+    let deployment = Deployment {
+        engines: vec![
+            engine(Role::Prefill, config(10_000, None, (0.7, 0.1))),
+            engine(Role::Decode, config(10_000, None, (0.7, 0.1))),
+        ],
+        transfer: Some(TransferLink {
+            bytes_per_s: 1e8,
+            latency_s: 0.002,
+        }),
+    };
+    let (records, _) = run(&deployment, &[request(100, 3), request(100, 3)]);
+    assert_eq!(records, vec![(13.5, 15.0), (14.5, 16.0)]);
+}
+
+#[test]
+fn a_busy_decode_engine_preallocates_at_its_next_scheduling_point() {
+    // A (100 in / 20 out) at t=0: pre-allocated at once (decode idle), prefilled 0..10, transfer 10..13
+    // (2 ms + 100 x 1000 B at 1e8 B/s), first token at 13.5, then 19 decode steps of 1 ms to 32.
+    // B (100 in / 2 out) reaches the decode engine at 20.3, during the step 20..21: SGLang's decode loop
+    // pops its pre-allocation queue once per iteration, so B is pre-allocated, and handed to the prefill
+    // engine, at 21; prefill 21..31, transfer to 34; the decode engine (idle since 32) streams B's first
+    // token at 34.5 (TTFT 14.2) and its second at 35 (E2E 14.7). Pre-allocating at 20.3 would give 13.5 / 14.0.
+    let deployment = Deployment {
+        engines: vec![
+            engine(Role::Prefill, config(10_000, None, (0.7, 0.1))),
+            engine(Role::Decode, config(10_000, None, (0.7, 0.1))),
+        ],
+        transfer: Some(TransferLink {
+            bytes_per_s: 1e8,
+            latency_s: 0.002,
+        }),
+    };
+    let workload = [
+        request(100, 20),
+        RequestSpec {
+            arrival_s: Some(0.0203),
+            ..request(100, 2)
+        },
+    ];
+    let options = SimOptions {
+        arrivals: Arrivals::Trace,
+        sla: None,
+        record_timeline: false,
+    };
+    let output = simulate(&deployment, &workload, options).unwrap();
+    let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
+    let mut records: Vec<(f64, f64)> = output.records.iter().map(|r| (round(r.ttft_ms()), round(r.e2e_ms()))).collect();
+    records.sort_by(|a, b| a.1.total_cmp(&b.1));
+    assert_eq!(records, vec![(14.2, 14.7), (13.5, 32.0)]);
+}
+
+#[test]
 fn closed_loop_keeps_concurrency_and_same_seed_same_output() {
     let deployment = Deployment {
         engines: vec![engine(Role::Aggregated, config(10_000, Some(64), (0.7, 0.1)))],

@@ -80,6 +80,17 @@ fn fp8_attention(gpu: &GpuSpec, kv_dtype: KvDtype) -> bool {
     kv_dtype == KvDtype::Fp8 && gpu.supports(ComputeDtype::Fp8)
 }
 
+/// Whether absorbed MLA decode over a cache of `kv_dtype` multiplies in FP8. On Blackwell (FP4 tensor cores:
+/// SM100) SGLang decodes DeepSeek's MLA with its `trtllm_mla` backend (python/sglang/srt/layers/attention/
+/// trtllm_mla_backend.py), which casts the query to the cache's dtype (`q = q.to(self.data_type)`, the scales
+/// folded into `bmm1_scale`) and runs trtllm-gen's MLA kernel in that dtype: with an FP8 cache its MMAs run at
+/// the FP8 tensor-core rate, twice BF16 (LMSYS, GB200 NVL72 part II, 2025-09-25: FP8 attention "allows faster
+/// Tensor Core instructions", up to 1.8x on the decode attention kernels). Hopper's FA3 and FlashMLA paths
+/// attend an FP8 MLA cache in BF16.
+fn mla_decode_in_fp8(gpu: &GpuSpec, kernel: AttentionKernel, kv_dtype: KvDtype) -> bool {
+    kernel != AttentionKernel::Mha && kv_dtype == KvDtype::Fp8 && gpu.supports(ComputeDtype::Fp4) && gpu.supports(ComputeDtype::Fp8)
+}
+
 /// MLA prefill (MHA over the expanded latent): FLOPs at `attn_prefill_mla_eff`, ramped per request by its
 /// query tokens (`attn_prefill_mla_half_tokens`). Not yet priced per tile: no MLA kernel table has been
 /// tied to its shapes (see data/coefficients.toml).
@@ -197,7 +208,12 @@ pub(super) fn decode_cost(op: &Op<'_>, gpu: &GpuSpec, coefficients: &Coefficient
     let clock = coefficients.sustained_clock_ratio;
     let sms = f64::from(gpu.sm_count);
     let flops = 2.0 * *heads as f64 * (*qk_dim + *v_dim) as f64 * *attended_tokens as f64;
-    let mut compute_s = flops / (gpu.bf16_flops_per_s * coefficients.attn_prefill_eff * clock);
+    let mma_flops_per_s = if mla_decode_in_fp8(gpu, *kernel, *kv_dtype) {
+        gpu.peak_flops_per_s(ComputeDtype::Fp8)
+    } else {
+        gpu.bf16_flops_per_s
+    };
+    let mut compute_s = flops / (mma_flops_per_s * coefficients.attn_prefill_eff * clock);
     if *kernel == AttentionKernel::Mha {
         // A KV head's few query rows fill a 64-row MMA: every KV token costs SM time for the whole
         // padded tile, whatever the query heads per KV head.
@@ -306,6 +322,57 @@ mod tests {
             cost_op(&op, &gpu, &coefficients).compute_s
         };
         assert!(mla(AttentionKernel::Mla) < 0.5 * mla(AttentionKernel::Mha));
+    }
+
+    /// Absorbed MLA decode of DeepSeek's shapes (128 query heads over one 576-wide latent, v 512), one
+    /// cache byte per element per `kv_dtype`.
+    fn mla_decode_op(requests: u64, context: u64, kv_dtype: KvDtype) -> Op<'static> {
+        Op {
+            name: "attn_decode",
+            kind: OpKind::AttentionDecode {
+                kernel: AttentionKernel::Mla,
+                requests,
+                attended_tokens: requests * context,
+                kv_heads: 1,
+                heads: 128,
+                qk_dim: 576,
+                v_dim: 512,
+                kv_bytes_per_token: 576.0 * kv_dtype.bytes(),
+                kv_dtype,
+            },
+            repeat: 1,
+        }
+    }
+
+    #[test]
+    fn blackwell_mla_decode_over_an_fp8_cache_multiplies_in_fp8_hopper_in_bf16() {
+        let catalog = GpuCatalog::builtin().unwrap();
+        let coefficients = Coefficients::defaults();
+        // 1024 requests x 4096 tokens: 2 x 128 x (576 + 512) x 4,194,304 = 1.16823e12 FLOPs. On a B200 at
+        // 0.65 x 0.8 of peak: BF16 (2.25e15) 0.99849 ms, FP8 (4.5e15) 0.49925 ms; the FP8 cache's 2.42 GB
+        // stream at 0.94 x 7.7 TB/s (0.334 ms) stays under the math. Tile and request terms are the same.
+        let b200 = catalog.find("b200").unwrap();
+        let compute = |gpu: &GpuSpec, kv_dtype| cost_op(&mla_decode_op(1024, 4096, kv_dtype), gpu, &coefficients).compute_s;
+        let saved_ms = (compute(b200, KvDtype::Bf16) - compute(b200, KvDtype::Fp8)) * 1e3;
+        assert!((saved_ms - 0.49925).abs() < 0.002, "{saved_ms}");
+        // Hopper (FA3's MLA path) attends the FP8 cache in BF16: same math time.
+        let h200 = catalog.find("h200").unwrap();
+        assert!((compute(h200, KvDtype::Bf16) - compute(h200, KvDtype::Fp8)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn gb200_fp8_over_bf16_mla_decode_matches_aic_trtllm_mla_rows() {
+        // AIConfigurator 0.12.0, gb200 mla/sglang/0.5.14/generation_mla_perf.parquet (kernel trtllm_mla, 128
+        // heads, tp 1): (batch, KV tokens, FP8 ms / BF16 ms) = (64, 16384, 0.1386 / 0.2426), (256, 8192,
+        // 0.2869 / 0.4880), (128, 32768, 0.5017 / 0.9158): the FP8 cache takes 0.57, 0.59 and 0.55 of the BF16
+        // time where the math dominates.
+        let gpu = GpuCatalog::builtin().unwrap().find("gb200").unwrap().clone();
+        let coefficients = Coefficients::defaults();
+        let time = |requests, context, kv_dtype| cost_op(&mla_decode_op(requests, context, kv_dtype), &gpu, &coefficients).total_s();
+        for (requests, context, measured) in [(64, 16_384, 0.571), (256, 8192, 0.588), (128, 32_768, 0.548)] {
+            let ratio = time(requests, context, KvDtype::Fp8) / time(requests, context, KvDtype::Bf16);
+            assert!((ratio - measured).abs() < 0.08, "{requests} x {context}: {ratio} vs {measured}");
+        }
     }
 
     fn prefill_s(gpu: &GpuSpec, coefficients: &Coefficients, batch: u64, tokens: u64, kv_dtype: KvDtype) -> f64 {
