@@ -6,6 +6,7 @@ mod calibrate_live;
 mod cli;
 mod kernel_accuracy;
 mod regression;
+mod reliability;
 mod search;
 mod tidy;
 mod util;

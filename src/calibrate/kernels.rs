@@ -246,10 +246,11 @@ pub fn parse_kernels(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         return parse_aic(text, path);
     }
     let mut samples = Vec::new();
-    for record in records(text, path)? {
+    for (index, record) in records(text, path)?.into_iter().enumerate() {
         let number = |name: &str| record.get(name).and_then(|v| v.parse::<f64>().ok());
         let integer = |name: &str| number(name).map(|v| v as u64);
         let Some(time_us) = number("time_us") else { continue };
+        check_time_us(time_us, "time_us", path, index)?;
         let op = record.get("op").map(String::as_str).unwrap_or("");
         let dtype = record.get("dtype").map(String::as_str).unwrap_or("");
         let backend = record.get("backend").map(String::as_str).unwrap_or("");
@@ -310,7 +311,7 @@ pub fn parse_kernels(text: &str, path: &str) -> Result<Vec<KernelSample>> {
 /// `NCCL_NVLS_ENABLE=0` through torch.distributed.
 pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     let mut samples = Vec::new();
-    for record in records(text, path)? {
+    for (index, record) in records(text, path)?.into_iter().enumerate() {
         if !record.get("method").is_some_and(|m| m.contains("cuda_graph")) {
             continue;
         }
@@ -321,6 +322,7 @@ pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         ) else {
             continue;
         };
+        check_time_us(time_us, "time_us", path, index)?;
         let op = record.get("op").map(String::as_str).unwrap_or("");
         let (family, op) = match op {
             "all_reduce" => ("all_reduce", NcclOp::AllReduce),
@@ -339,6 +341,21 @@ pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         });
     }
     Ok(samples)
+}
+
+/// A measured time must be positive and finite: a kernel that takes no time (or less) is a broken
+/// row, and dividing by it would turn every error statistic into nonsense.
+fn check_time_us(value: f64, column: &str, path: &str, index: usize) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(());
+    }
+    Err(Error::BadFile {
+        path: path.into(),
+        message: format!(
+            "data row {}: {column} = {value} must be a positive, finite time (a kernel cannot take no time)",
+            index + 1
+        ),
+    })
 }
 
 fn records(text: &str, path: &str) -> Result<Vec<std::collections::BTreeMap<String, String>>> {
@@ -376,9 +393,10 @@ fn records(text: &str, path: &str) -> Result<Vec<std::collections::BTreeMap<Stri
 /// where int8 stays at a ring's ~350. So half all-reduces over 8 ranks are priced with NVLS available.
 pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     let mut samples = Vec::new();
-    for record in records(text, path)? {
+    for (index, record) in records(text, path)?.into_iter().enumerate() {
         let number = |name: &str| record.get(name).and_then(|v| v.parse::<f64>().ok());
         let Some(latency_ms) = number("latency") else { continue };
+        check_time_us(latency_ms, "latency", path, index)?;
         let time_us = latency_ms * 1e3;
         if record.contains_key("gemm_dtype")
             || record.contains_key("num_key_value_heads")

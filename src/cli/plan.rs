@@ -15,6 +15,7 @@ use sglsim::model::quant::{KvDtype, WeightDtype};
 use sglsim::model::server_args::{MoeA2aBackend, OverlapSchedule, ServerArgs, SglangVersion};
 use sglsim::model::step::{EngineConfig, StepModel};
 use sglsim::sim::cluster::{Role, SimOptions};
+use sglsim::sim::limits::{self, MAX_REQUEST_TOKENS};
 use sglsim::sim::metrics::Sla;
 use sglsim::sim::workload::{generate_requests, Arrivals, RequestSpec, WorkloadSpec};
 
@@ -118,10 +119,7 @@ pub fn server_args(flags: &ServerFlags) -> Result<ServerArgs> {
         attention_backend: flags.attention_backend.clone(),
         kv_cache_dtype: kv_cache_dtype(&flags.kv_cache_dtype)?,
         sglang_version: match &flags.sglang_version {
-            Some(text) => Some(
-                SglangVersion::parse(text)
-                    .with_context(|| format!("invalid --sglang-version '{text}': expected a release such as 0.4.5 or 0.5.5"))?,
-            ),
+            Some(text) => Some(sglang_version_flag(text)?),
             None => None,
         },
         overlap_flag_given: flags.disable_overlap_schedule,
@@ -138,6 +136,65 @@ pub fn server_args(flags: &ServerFlags) -> Result<ServerArgs> {
         enable_two_batch_overlap: flags.enable_two_batch_overlap,
         ep_num_redundant_experts: flags.ep_num_redundant_experts,
     })
+}
+
+/// The oldest release whose defaults sglsim reproduces (its TP-size table of `mem_fraction_static`).
+const OLDEST_SGLANG_VERSION: SglangVersion = SglangVersion(0, 3, 0);
+
+/// `--sglang-version`: a release sglsim models, from [`OLDEST_SGLANG_VERSION`] to [`SglangVersion::CURRENT`].
+pub fn sglang_version_flag(text: &str) -> Result<SglangVersion> {
+    let expected = |v: SglangVersion| format!("{}.{}.{}", v.0, v.1, v.2);
+    let (oldest, current) = (expected(OLDEST_SGLANG_VERSION), expected(SglangVersion::CURRENT));
+    let Some(version) = SglangVersion::parse(text) else {
+        bail!("invalid --sglang-version '{text}': expected a release such as 0.4.5, from {oldest} to {current}");
+    };
+    if !(OLDEST_SGLANG_VERSION..=SglangVersion::CURRENT).contains(&version) {
+        bail!(
+            "invalid --sglang-version '{text}': sglsim reproduces the defaults of SGLang {oldest} to {current}; leave the flag out for {current}'s"
+        );
+    }
+    Ok(version)
+}
+
+/// Why an engine has no KV pool: a `--page-size` larger than the whole pool, said as such, else the
+/// memory plan's shortfall (weights against the memory left); `None` when it fits.
+pub fn shortfall(step: &StepModel) -> Option<String> {
+    let memory = step.memory();
+    if memory.fits() {
+        return None;
+    }
+    let page_size = step.args().page_size;
+    if memory.kv_pool_bytes_per_gpu > 0.0 && page_size > 1 {
+        let pool_tokens = (memory.kv_pool_bytes_per_gpu / memory.kv_bytes_per_token_per_rank).floor();
+        return Some(format!(
+            "--page-size {page_size} is larger than the whole KV pool ({pool_tokens:.0} tokens per rank): SGLang allocates KV in pages, so no page fits; use a page size below {pool_tokens:.0}"
+        ));
+    }
+    memory.shortfall()
+}
+
+/// `--context-length`: the model's context window, or the flag's value (1 to [`MAX_REQUEST_TOKENS`]).
+/// As SGLang's flag does, it replaces the model config's `max_position_embeddings`.
+pub fn apply_context_length(model: &mut ModelSpec, flag: Option<u64>) -> Result<()> {
+    if let Some(tokens) = flag {
+        if !(1..=MAX_REQUEST_TOKENS).contains(&tokens) {
+            bail!(
+                "invalid --context-length {tokens}: between 1 and {MAX_REQUEST_TOKENS} tokens (the longest window of any published model)"
+            );
+        }
+        model.max_context_tokens = tokens;
+    }
+    Ok(())
+}
+
+/// Checks a latency SLA flag: a positive, finite number of milliseconds.
+pub fn check_sla_ms(field: &str, value: Option<f64>) -> Result<()> {
+    match value {
+        Some(ms) if !(ms.is_finite() && ms > 0.0) => {
+            bail!("invalid {field} {ms}: a positive, finite number of milliseconds")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Builds one engine's step model; a configuration that does not fit is an error naming GB needed and available.
@@ -161,7 +218,12 @@ pub fn step_model(
 
 /// Builds the plan of `predict`.
 pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
-    let model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
+    check_mode_flags(args)?;
+    check_sla_ms("--ttft", args.ttft)?;
+    check_sla_ms("--itl", args.itl)?;
+    let mut model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
+    apply_context_length(&mut model, args.context_length)?;
+    let context_tokens = model.max_context_tokens;
     let catalog = GpuCatalog::builtin()?;
     let gpu = catalog.find(&args.gpu)?.clone();
     let coefficients = load_coefficients(args.profile.as_deref())?;
@@ -200,6 +262,9 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
 
     if let Some(trace) = &args.trace {
         let workload = read_trace(trace)?;
+        limits::check_requests(&format!("trace {}", trace.display()), &workload, context_tokens)
+            .map_err(|e| anyhow::anyhow!(limits::strip_kind(e)))
+            .context(CONTEXT_HINT)?;
         let n = workload.len() as f64;
         let isl = (workload.iter().map(|r| r.isl as f64).sum::<f64>() / n).round() as u64;
         let osl = (workload.iter().map(|r| r.osl as f64).sum::<f64>() / n).round() as u64;
@@ -216,12 +281,92 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
     let (Some(isl), Some(osl)) = (args.isl, args.osl) else {
         bail!("--isl and --osl are required (or give --trace FILE)");
     };
-    let (arrivals, n_requests, decode_batch) = match (args.concurrency, &args.request_rate) {
-        (Some(concurrency), _) => (
-            Arrivals::Closed { concurrency },
-            args.num_requests.unwrap_or(10 * concurrency),
-            concurrency,
-        ),
+    check_lengths(isl, osl, context_tokens)?;
+    let (arrivals, n_requests, decode_batch) = load(args)?;
+    limits::total_requests(n_requests, args.warmup_requests)?;
+    if let Arrivals::Poisson { rate_per_s } = arrivals {
+        limits::check_poisson_span(rate_per_s, n_requests.saturating_add(args.warmup_requests))?;
+    }
+    let spec = WorkloadSpec {
+        isl,
+        osl,
+        lengths,
+        arrivals,
+        n_requests,
+        n_warmup: args.warmup_requests,
+        seed: args.seed,
+    };
+    let workload = generate_requests(&spec)?;
+    limits::check_requests("the drawn workload", &workload, context_tokens).context(CONTEXT_HINT)?;
+    Ok(PredictPlan {
+        engines,
+        workload,
+        options: options(arrivals),
+        isl,
+        osl,
+        decode_batch,
+        offline_batch: args.concurrency.is_none() && args.request_rate.is_none(),
+    })
+}
+
+/// `--isl` and `--osl`: at least one token each, and within the context window under SGLang's rule.
+pub fn check_lengths(isl: u64, osl: u64, context_tokens: u64) -> Result<()> {
+    if isl == 0 || osl == 0 {
+        bail!("invalid --isl {isl} --osl {osl}: each at least 1 token");
+    }
+    limits::check_context(isl, osl, context_tokens)
+        .map_err(|e| anyhow::anyhow!("--isl {isl} --osl {osl}: {}", limits::strip_kind(e)))
+        .context(CONTEXT_HINT)
+}
+
+/// What to do about a request longer than the context window, said after SGLang's own message.
+const CONTEXT_HINT: &str =
+    "SGLang answers such a request with HTTP 400; shorten it, or raise the window with --context-length (SGLang's flag of the same name)";
+
+/// The engine flags of the other mode are refused rather than ignored.
+fn check_mode_flags(args: &PredictArgs) -> Result<()> {
+    let disagg_flags = [
+        ("--prefill-tp", args.prefill_tp.is_some()),
+        ("--prefill-dp", args.prefill_dp.is_some()),
+        ("--prefill-ep", args.prefill_ep.is_some()),
+        ("--decode-tp", args.decode_tp.is_some()),
+        ("--decode-dp", args.decode_dp.is_some()),
+        ("--decode-ep", args.decode_ep.is_some()),
+        ("--prefill-workers", args.prefill_workers != 1),
+        ("--decode-workers", args.decode_workers != 1),
+    ];
+    match args.mode {
+        Mode::Agg => {
+            let given: Vec<&str> = disagg_flags.iter().filter(|(_, given)| *given).map(|(flag, _)| *flag).collect();
+            if !given.is_empty() {
+                bail!(
+                    "{} set{} disaggregated engines, which --mode agg does not have: add --mode disagg, or use --tp/--dp/--ep and --replicas",
+                    given.join(", "),
+                    if given.len() == 1 { "s" } else { "" }
+                );
+            }
+        }
+        Mode::Disagg if args.replicas != 1 => {
+            bail!(
+                "--replicas {} sets aggregated engines; with --mode disagg use --prefill-workers and --decode-workers",
+                args.replicas
+            );
+        }
+        Mode::Disagg => {}
+    }
+    Ok(())
+}
+
+/// The arrivals, measured requests and decode batch of the load flags (closed loop, Poisson, or a static batch).
+fn load(args: &PredictArgs) -> Result<(Arrivals, u64, u64)> {
+    Ok(match (args.concurrency, &args.request_rate) {
+        (Some(concurrency), _) => {
+            limits::check_concurrency("--concurrency", concurrency)?;
+            let n_requests = args
+                .num_requests
+                .unwrap_or_else(|| limits::default_closed_loop_requests(concurrency));
+            (Arrivals::Closed { concurrency }, n_requests, concurrency)
+        }
         (None, Some(rate)) => {
             let arrivals = match rate.trim().to_ascii_lowercase().as_str() {
                 "inf" | "infinity" => Arrivals::AllAtOnce,
@@ -237,107 +382,147 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
             if batch == 0 {
                 bail!("invalid --batch 0: at least 1");
             }
+            if batch > limits::MAX_REQUESTS {
+                bail!(
+                    "invalid --batch {batch}: sglsim simulates at most {} requests in one run (about 330 bytes each)",
+                    limits::MAX_REQUESTS
+                );
+            }
+            if args.num_requests.is_some() {
+                bail!("--num-requests applies to --concurrency or --request-rate; a static batch sends --batch requests");
+            }
             (Arrivals::AllAtOnce, batch, batch)
         }
-    };
-    let spec = WorkloadSpec {
-        isl,
-        osl,
-        lengths,
-        arrivals,
-        n_requests,
-        n_warmup: args.warmup_requests,
-        seed: args.seed,
-    };
-    let workload = generate_requests(&spec)?;
-    Ok(PredictPlan {
-        engines,
-        workload,
-        options: options(arrivals),
-        isl,
-        osl,
-        decode_batch,
-        offline_batch: args.concurrency.is_none() && args.request_rate.is_none(),
     })
 }
 
 /// Reads a trace: CSV with a header, or JSON lines. Columns/keys: `arrival_s` (or `arrival_ms`, or
 /// `timestamp` in ms as Mooncake traces write it), `isl` (or `input_length`), `osl` (or
-/// `output_length`), optional `prefix_group` and `prefix_tokens`.
+/// `output_length`), optional `prefix_group` and `prefix_tokens`. A UTF-8 byte-order mark and
+/// quoted fields (as spreadsheets write them) are read as CSV allows; lengths must be whole tokens.
 pub fn read_trace(path: &Path) -> Result<Vec<RequestSpec>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read trace {}", path.display()))?;
-    let rows: Vec<std::collections::BTreeMap<String, String>> =
-        if path.extension().is_some_and(|e| e == "jsonl" || e == "json") || text.trim_start().starts_with('{') {
-            text.lines()
-                .enumerate()
-                .filter(|(_, line)| !line.trim().is_empty())
-                .map(|(index, line)| {
-                    let value: serde_json::Value =
-                        serde_json::from_str(line).with_context(|| format!("{} line {}: not JSON", path.display(), index + 1))?;
-                    let object = value
-                        .as_object()
-                        .with_context(|| format!("{} line {}: expected an object", path.display(), index + 1))?;
-                    Ok(object
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string()))
-                        .collect())
-                })
-                .collect::<Result<_>>()?
-        } else {
-            let mut lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
-            let header: Vec<String> = lines
-                .next()
-                .context("trace is empty")?
-                .split(',')
-                .map(|h| h.trim().to_string())
-                .collect();
-            lines
-                .map(|line| header.iter().cloned().zip(line.split(',').map(|v| v.trim().to_string())).collect())
-                .collect()
-        };
-    let mut requests = Vec::with_capacity(rows.len());
+    parse_trace(
+        &text,
+        &path.display().to_string(),
+        path.extension().is_some_and(|e| e == "jsonl" || e == "json"),
+    )
+}
+
+/// Parses a trace's text (see [`read_trace`]); `name` names it in messages, `json` forces JSON lines.
+pub fn parse_trace(text: &str, name: &str, json: bool) -> Result<Vec<RequestSpec>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let rows = if json || text.trim_start().starts_with('{') {
+        json_rows(text, name)?
+    } else {
+        csv_rows(text, name)?
+    };
+    if rows.len() as u64 > limits::MAX_REQUESTS {
+        bail!(
+            "{name}: {} requests; sglsim simulates at most {} in one run",
+            rows.len(),
+            limits::MAX_REQUESTS
+        );
+    }
+    let mut requests = Vec::with_capacity(rows.len().min(limits::MAX_REQUESTS as usize));
     for (index, row) in rows.iter().enumerate() {
-        let line = index + 1;
-        let number = |keys: &[&str]| -> Result<Option<f64>> {
-            for key in keys {
-                if let Some(value) = row.get(*key).filter(|v| !v.is_empty() && v.as_str() != "null") {
-                    let parsed: f64 = value
-                        .parse()
-                        .with_context(|| format!("{} row {line}: {key} = '{value}' is not a number", path.display()))?;
-                    if !(parsed.is_finite() && parsed >= 0.0) {
-                        bail!("{} row {line}: {key} = {value} must be a non-negative number", path.display());
-                    }
-                    return Ok(Some(parsed));
-                }
-            }
-            Ok(None)
-        };
-        let arrival_s = match (number(&["arrival_s"])?, number(&["arrival_ms", "timestamp"])?) {
-            (Some(seconds), _) => seconds,
-            (None, Some(ms)) => ms / 1e3,
-            (None, None) => bail!("{} row {line}: needs arrival_s, arrival_ms or timestamp (ms)", path.display()),
-        };
-        let isl = number(&["isl", "input_length", "input_tokens"])?
-            .with_context(|| format!("{} row {line}: needs isl (or input_length)", path.display()))? as u64;
-        let osl = number(&["osl", "output_length", "output_tokens"])?
-            .with_context(|| format!("{} row {line}: needs osl (or output_length)", path.display()))? as u64;
-        if isl == 0 || osl == 0 {
-            bail!("{} row {line}: isl and osl must be at least 1", path.display());
-        }
-        let prefix_group = number(&["prefix_group"])?.map(|g| g as u64);
-        let shared_prefix_tokens = number(&["prefix_tokens"])?.map(|t| t as u64).unwrap_or(0);
-        requests.push(RequestSpec {
-            arrival_s: Some(arrival_s),
-            isl,
-            osl,
-            prefix_group,
-            shared_prefix_tokens,
-            warmup: false,
-        });
+        requests.push(trace_request(row, name, index + 1)?);
     }
     if requests.is_empty() {
-        bail!("{}: the trace has no requests", path.display());
+        bail!("{name}: the trace has no requests");
     }
     requests.sort_by(|a, b| a.arrival_s.unwrap_or(0.0).total_cmp(&b.arrival_s.unwrap_or(0.0)));
     Ok(requests)
+}
+
+type TraceRow = std::collections::BTreeMap<String, String>;
+
+fn json_rows(text: &str, name: &str) -> Result<Vec<TraceRow>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{name} line {}: not JSON", index + 1))?;
+            let object = value
+                .as_object()
+                .with_context(|| format!("{name} line {}: expected an object", index + 1))?;
+            Ok(object
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string()))
+                .collect())
+        })
+        .collect()
+}
+
+fn csv_rows(text: &str, name: &str) -> Result<Vec<TraceRow>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{name}: cannot read the CSV header"))?
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    if header.iter().all(|h| h.is_empty()) {
+        bail!("{name}: trace is empty");
+    }
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("{name} row {}: not a CSV row of {} fields", index + 1, header.len()))?;
+        rows.push(header.iter().cloned().zip(record.iter().map(str::to_string)).collect());
+    }
+    Ok(rows)
+}
+
+/// One trace row as a request: numbers finite and non-negative, lengths whole tokens.
+fn trace_request(row: &TraceRow, name: &str, line: usize) -> Result<RequestSpec> {
+    let number = |keys: &[&str]| -> Result<Option<f64>> {
+        for key in keys {
+            if let Some(value) = row.get(*key).filter(|v| !v.is_empty() && v.as_str() != "null") {
+                let parsed: f64 = value
+                    .parse()
+                    .with_context(|| format!("{name} row {line}: {key} = '{value}' is not a number"))?;
+                if !(parsed.is_finite() && parsed >= 0.0) {
+                    bail!("{name} row {line}: {key} = {value} must be a non-negative number");
+                }
+                return Ok(Some(parsed));
+            }
+        }
+        Ok(None)
+    };
+    let tokens = |keys: &[&str]| -> Result<Option<u64>> {
+        match number(keys)? {
+            Some(value) if value.fract() != 0.0 || value > MAX_REQUEST_TOKENS as f64 => bail!(
+                "{name} row {line}: {} = {value} must be a whole number of tokens, at most {MAX_REQUEST_TOKENS}",
+                keys[0]
+            ),
+            other => Ok(other.map(|value| value as u64)),
+        }
+    };
+    let columns = || row.keys().cloned().collect::<Vec<_>>().join(", ");
+    let arrival_s = match (number(&["arrival_s"])?, number(&["arrival_ms", "timestamp"])?) {
+        (Some(seconds), _) => seconds,
+        (None, Some(ms)) => ms / 1e3,
+        (None, None) => bail!(
+            "{name} row {line}: needs arrival_s, arrival_ms or timestamp (ms); its columns are: {}",
+            columns()
+        ),
+    };
+    let isl = tokens(&["isl", "input_length", "input_tokens"])?
+        .with_context(|| format!("{name} row {line}: needs isl (or input_length); its columns are: {}", columns()))?;
+    let osl = tokens(&["osl", "output_length", "output_tokens"])?
+        .with_context(|| format!("{name} row {line}: needs osl (or output_length); its columns are: {}", columns()))?;
+    if isl == 0 || osl == 0 {
+        bail!("{name} row {line}: isl and osl must be at least 1");
+    }
+    Ok(RequestSpec {
+        arrival_s: Some(arrival_s),
+        isl,
+        osl,
+        prefix_group: number(&["prefix_group"])?.map(|g| g as u64),
+        shared_prefix_tokens: tokens(&["prefix_tokens"])?.unwrap_or(0),
+        warmup: false,
+    })
 }

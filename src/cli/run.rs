@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::args::{KernelsArgs, ListArgs, PredictArgs, ValidateArgs};
-use super::plan::{load_coefficients, predict_plan, PredictPlan};
+use super::plan::{load_coefficients, predict_plan, shortfall, PredictPlan};
 use super::report::{predict_report, predict_table, DoesNotFitReport, EngineReport};
 use sglsim::model::gpu::{GpuCatalog, GIB};
 use sglsim::model::model_catalog::{bundled_models, bundled_spec};
@@ -20,6 +20,14 @@ pub enum Outcome {
     DoesNotFit(String),
     /// Nothing meets the SLA: print this and exit 1.
     NoFeasible(String),
+    /// The run ended but failed its own bar (`bench --max-error-rate`): print the report, then the
+    /// error on stderr, and exit 2.
+    Failed {
+        /// The report, as on success.
+        report: String,
+        /// Why the run counts as failed.
+        error: String,
+    },
 }
 
 /// `sglsim predict`.
@@ -31,7 +39,7 @@ pub fn predict(args: &PredictArgs) -> Result<Outcome> {
         .map(|(step, role, count)| EngineReport::new(step, *role, *count, None))
         .collect();
     for (step, role, _) in &plan.engines {
-        if let Some(reason) = step.memory().shortfall() {
+        if let Some(reason) = shortfall(step) {
             let reason = format!("{} engine {}: {reason}", role_name(*role), step.mapping());
             if args.json {
                 let report = DoesNotFitReport {
