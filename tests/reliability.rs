@@ -290,3 +290,82 @@ fn a_failed_search_never_replaces_a_good_selection() {
     assert_eq!(small_search(dir.path(), "60000", "1000").code, 0);
     assert!(!dir.path().join("nearest_config.txt").exists());
 }
+
+/// Sends one raw HTTP/1.1 request (closing the connection after it) and returns the status and body.
+fn post(address: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: twin\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_answers_sglangs_400_for_requests_it_cannot_take() {
+    let twin = crate::util::qwen3_8b_twin(sglsim::model::coefficients::Coefficients::defaults(), 50.0);
+    let address = twin.local_addr();
+    // Qwen3-8B's window is 40,960 tokens: a 50,000-token prompt is refused with SGLang's message.
+    let ids = vec!["1"; 50_000].join(",");
+    let (status, body) = post(address, "/v1/completions", &format!(r#"{{"prompt":[{ids}],"max_tokens":4}}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("The input (50000 tokens) is longer than the model's context length (40960 tokens).")
+            && body.contains("\"code\":400"),
+        "{body}"
+    );
+    let (status, body) = post(address, "/v1/completions", r#"{"prompt":[1,2,3],"max_tokens":1000000000000}"#);
+    assert!(
+        status == 400 && body.contains("Requested token count exceeds the model's maximum context length of 40960 tokens"),
+        "{status} {body}"
+    );
+    let (status, body) = post(
+        address,
+        "/v1/chat/completions",
+        r#"{"messages":[{"role":"user","content":"hi"}],"n":5}"#,
+    );
+    assert!(status == 400 && body.contains("n = 5 is not supported"), "{status} {body}");
+    let (status, body) = post(address, "/v1/completions", r#"{"prompt":[1,2,3],"max_tokens":2}"#);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn serve_drops_connections_that_never_finish_their_headers() {
+    use std::io::{Read, Write};
+    let twin = crate::util::qwen3_8b_twin(sglsim::model::coefficients::Coefficients::defaults(), 50.0);
+    let address = twin.local_addr();
+    let mut half_open: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            stream.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: twin\r\n").unwrap();
+            stream
+        })
+        .collect();
+    // Health checks are answered while the half-sent requests wait.
+    let mut health = std::net::TcpStream::connect(address).unwrap();
+    health.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    health
+        .write_all(b"GET /health HTTP/1.1\r\nHost: twin\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    health.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Each half-open connection is closed by the server after its header-read timeout (5 s);
+    // the generous read timeout only stops a broken server from hanging the test.
+    for stream in &mut half_open {
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(120))).unwrap();
+        let mut rest = Vec::new();
+        let closed = match stream.read_to_end(&mut rest) {
+            Ok(_) => true,
+            Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(closed, "a half-open connection was kept");
+    }
+}

@@ -5,6 +5,7 @@ mod calibrate;
 mod calibrate_live;
 mod cli;
 mod kernel_accuracy;
+mod properties;
 mod regression;
 mod reliability;
 mod search;

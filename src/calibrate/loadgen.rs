@@ -865,10 +865,15 @@ impl RecordSink {
     }
 }
 
+/// How long the client keeps an idle connection for reuse: below the 5 s after which uvicorn (under
+/// SGLang) and `sglsim serve` close one, so a request is never sent on a connection being closed.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// The HTTP client of benches and probes: no Nagle delay, so streamed chunks are timed as they arrive.
 fn http_client() -> Result<reqwest::Client, LoadgenError> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build()
         .map_err(|e| LoadgenError::Startup(e.to_string()))
 }
