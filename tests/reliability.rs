@@ -369,3 +369,21 @@ fn serve_drops_connections_that_never_finish_their_headers() {
         assert!(closed, "a half-open connection was kept");
     }
 }
+
+#[test]
+fn engine_sizes_that_would_allocate_or_loop_without_bound_are_refused() {
+    // --cuda-graph-max-bs u64::MAX used to abort allocating 4.6e18 bytes of capture sizes;
+    // --tp 4e9 spent 20 s listing the --dp values that would divide the heads.
+    refused(
+        &sglsim(&format!("{LLAMA} --isl 100 --osl 10 --cuda-graph-max-bs 18446744073709551615")),
+        &["--cuda-graph-max-bs 18446744073709551615", "at most 16384"],
+    );
+    refused(
+        &sglsim(&format!("{LLAMA} --isl 100 --osl 10 --tp 4000000000")),
+        &["--tp 4000000000", "at most 1024"],
+    );
+    refused(
+        &sglsim(&format!("{LLAMA} --isl 100 --osl 10 --replicas 4000000000")),
+        &["--replicas 4000000000", "between 1 and 10000 engines"],
+    );
+}

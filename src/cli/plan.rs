@@ -100,6 +100,7 @@ pub fn load_coefficients(path: Option<&Path>) -> Result<Coefficients> {
 
 /// SGLang's server flags as typed arguments (shared by `predict`, `serve` and `calibrate`).
 pub fn server_args(flags: &ServerFlags) -> Result<ServerArgs> {
+    check_cuda_graph_max_bs(flags.cuda_graph_max_bs)?;
     Ok(ServerArgs {
         mem_fraction_static: flags.mem_fraction_static,
         chunked_prefill_size: flags.chunked_prefill_size,
@@ -137,6 +138,25 @@ pub fn server_args(flags: &ServerFlags) -> Result<ServerArgs> {
         ep_num_redundant_experts: flags.ep_num_redundant_experts,
     })
 }
+
+/// Largest `--cuda-graph-max-bs`: SGLang captures one CUDA graph per batch size up to it (every
+/// 32 above 512), and its own defaults reach 1,024; 16,384 keeps the capture list near 500 sizes.
+const MAX_CUDA_GRAPH_BS: u64 = 16_384;
+
+/// `--cuda-graph-max-bs`: at most [`MAX_CUDA_GRAPH_BS`].
+pub fn check_cuda_graph_max_bs(flag: Option<u64>) -> Result<()> {
+    match flag {
+        Some(bs) if bs > MAX_CUDA_GRAPH_BS => bail!(
+            "invalid --cuda-graph-max-bs {bs}: at most {MAX_CUDA_GRAPH_BS} (SGLang captures a graph per batch size up to it; its defaults reach 1024)"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Most GPUs one engine's `--tp`, `--dp` or `--ep` may name: far above the largest engines
+/// SGLang has been run with (DeepSeek's expert parallelism over 96 GPUs), and small enough that
+/// listing the sizes that would divide a model stays instant.
+const MAX_GPUS_PER_ENGINE: u32 = 1024;
 
 /// The oldest release whose defaults sglsim reproduces (its TP-size table of `mem_fraction_static`).
 const OLDEST_SGLANG_VERSION: SglangVersion = SglangVersion(0, 3, 0);
@@ -205,6 +225,11 @@ pub fn step_model(
     server: &ServerArgs,
     coefficients: &Coefficients,
 ) -> Result<StepModel> {
+    for (flag, size) in [("--tp", sizes.tp), ("--dp", sizes.dp), ("--ep", sizes.ep)] {
+        if size > MAX_GPUS_PER_ENGINE {
+            bail!("invalid {flag} {size}: at most {MAX_GPUS_PER_ENGINE} GPUs per engine");
+        }
+    }
     let mapping = ParallelMapping::with_redundant_experts(model, sizes.tp, sizes.dp, sizes.ep, server.ep_num_redundant_experts)?;
     let config = EngineConfig {
         model: model.clone(),
@@ -231,15 +256,15 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
     let engine = |sizes| step_model(&model, &gpu, sizes, &server, &coefficients);
     let engines = match args.mode {
         Mode::Agg => {
-            if args.replicas == 0 {
-                bail!("invalid --replicas 0: at least 1");
-            }
+            limits::check_engines("--replicas", u64::from(args.replicas))?;
             vec![(engine(args.mapping)?, Role::Aggregated, args.replicas)]
         }
         Mode::Disagg => {
             if args.prefill_workers == 0 || args.decode_workers == 0 {
                 bail!("invalid --prefill-workers/--decode-workers: disaggregated serving needs at least one of each");
             }
+            let workers = u64::from(args.prefill_workers) + u64::from(args.decode_workers);
+            limits::check_engines("--prefill-workers + --decode-workers", workers)?;
             let prefill = args.mapping.with(args.prefill_tp, args.prefill_dp, args.prefill_ep);
             let decode = args.mapping.with(args.decode_tp, args.decode_dp, args.decode_ep);
             vec![
@@ -262,9 +287,7 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
 
     if let Some(trace) = &args.trace {
         let workload = read_trace(trace)?;
-        limits::check_requests(&format!("trace {}", trace.display()), &workload, context_tokens)
-            .map_err(|e| anyhow::anyhow!(limits::strip_kind(e)))
-            .context(CONTEXT_HINT)?;
+        check_workload(&format!("trace {}", trace.display()), &workload, context_tokens)?;
         let n = workload.len() as f64;
         let isl = (workload.iter().map(|r| r.isl as f64).sum::<f64>() / n).round() as u64;
         let osl = (workload.iter().map(|r| r.osl as f64).sum::<f64>() / n).round() as u64;
@@ -297,7 +320,7 @@ pub fn predict_plan(args: &PredictArgs) -> Result<PredictPlan> {
         seed: args.seed,
     };
     let workload = generate_requests(&spec)?;
-    limits::check_requests("the drawn workload", &workload, context_tokens).context(CONTEXT_HINT)?;
+    check_workload("the drawn workload", &workload, context_tokens)?;
     Ok(PredictPlan {
         engines,
         workload,
@@ -315,8 +338,19 @@ pub fn check_lengths(isl: u64, osl: u64, context_tokens: u64) -> Result<()> {
         bail!("invalid --isl {isl} --osl {osl}: each at least 1 token");
     }
     limits::check_context(isl, osl, context_tokens)
-        .map_err(|e| anyhow::anyhow!("--isl {isl} --osl {osl}: {}", limits::strip_kind(e)))
-        .context(CONTEXT_HINT)
+        .map_err(|e| anyhow::anyhow!("--isl {isl} --osl {osl}: {} {CONTEXT_HINT}", limits::strip_kind(e)))
+}
+
+/// A workload's check, with the advice on the context window when that is what failed.
+fn check_workload(what: &str, workload: &[RequestSpec], context_tokens: u64) -> Result<()> {
+    limits::check_requests(what, workload, context_tokens).map_err(|e| {
+        let message = limits::strip_kind(e);
+        if message.contains("context length") {
+            anyhow::anyhow!("{message} {CONTEXT_HINT}")
+        } else {
+            anyhow::anyhow!(message)
+        }
+    })
 }
 
 /// What to do about a request longer than the context window, said after SGLang's own message.

@@ -6,7 +6,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use super::common_args::MappingFlags;
-use super::plan::{apply_context_length, check_lengths, kv_cache_dtype, load_coefficients, load_model_as, shortfall, step_model};
+use super::plan::{
+    apply_context_length, check_cuda_graph_max_bs, check_lengths, kv_cache_dtype, load_coefficients, load_model_as, shortfall, step_model,
+};
 use super::run::Outcome;
 use super::search_args::{PercentileFlag, ProfileArgs, SearchArgs, SearchMode};
 use sglsim::model::gpu::GpuCatalog;
@@ -394,6 +396,7 @@ pub fn profile(args: &ProfileArgs) -> Result<Outcome> {
     let mut model = load_model_as(&args.model, args.dtype.as_deref())?;
     apply_context_length(&mut model, args.context_length)?;
     check_lengths(args.isl, args.osl, model.max_context_tokens)?;
+    check_cuda_graph_max_bs(args.cuda_graph_max_bs)?;
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
     let coefficients = load_coefficients(args.profile.as_deref())?;
     let mut server = ServerArgs::sglang_defaults();

@@ -27,6 +27,20 @@ pub const MAX_REQUEST_TOKENS: u64 = 10_000_000;
 /// of 18 for the service that follows the last arrival.
 pub const MAX_ARRIVAL_S: f64 = 1e9;
 
+/// Engines one deployment may hold (replicas, or prefill plus decode workers): each is a scheduler
+/// the event loop steps, and 10,000 engines of one GPU each is larger than any deployment yet built.
+pub const MAX_ENGINES: u64 = 10_000;
+
+/// Engines of one deployment: at least 1 and at most [`MAX_ENGINES`].
+pub fn check_engines(field: &str, n_engines: u64) -> Result<()> {
+    if !(1..=MAX_ENGINES).contains(&n_engines) {
+        return Err(Error::BadWorkload(format!(
+            "{field} {n_engines}: between 1 and {MAX_ENGINES} engines"
+        )));
+    }
+    Ok(())
+}
+
 /// Measured plus warm-up requests, checked: their sum must not wrap and must stay within [`MAX_REQUESTS`].
 pub fn total_requests(n_requests: u64, n_warmup: u64) -> Result<u64> {
     if n_requests == 0 {
