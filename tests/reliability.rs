@@ -387,3 +387,12 @@ fn engine_sizes_that_would_allocate_or_loop_without_bound_are_refused() {
         &["--replicas 4000000000", "between 1 and 10000 engines"],
     );
 }
+
+#[test]
+fn search_threads_are_bounded() {
+    // --threads 1e8 used to spawn threads until the run was killed.
+    refused(
+        &sglsim("search --model Qwen3-8B --gpu h100 --total-gpus 8 --isl 1000 --osl 100 --ttft 1000 --itl 50 --threads 100000000"),
+        &["--threads", "100000000", "between 1 and 1024"],
+    );
+}

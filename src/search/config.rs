@@ -215,8 +215,12 @@ impl SearchConfig {
         if self.max_simulations == 0 {
             return Err(bad("--max-simulations", "0".into(), "at least 1"));
         }
-        if self.n_threads == Some(0) {
-            return Err(bad("--threads", "0".into(), "at least 1"));
+        if let Some(n_threads) = self.n_threads.filter(|n| !(1..=MAX_SEARCH_THREADS).contains(n)) {
+            return Err(bad(
+                "--threads",
+                n_threads.to_string(),
+                &format!("between 1 and {MAX_SEARCH_THREADS} (each thread has its own stack)"),
+            ));
         }
         Ok(())
     }
@@ -245,6 +249,9 @@ pub const MAX_SEARCH_CLIENTS: u64 = 100_000;
 /// Highest request rate a search takes, requests/s: at the 60 s of queueing the search's sizing
 /// allows a request, 1,000 requests/s keeps 60,000 in flight, within the bound on clients.
 pub const MAX_SEARCH_RATE_PER_S: f64 = 1_000.0;
+/// Most worker threads a search takes: more than any machine's cores (the answer does not depend
+/// on them), and few enough that their stacks cannot exhaust memory.
+pub const MAX_SEARCH_THREADS: usize = 1024;
 /// Lowest request rate a search takes, requests/s: the 32 requests a simulation measures then
 /// arrive within a day, well inside the simulator's span (`sim::limits::MAX_ARRIVAL_S`).
 pub const MIN_SEARCH_RATE_PER_S: f64 = 1e-3;
