@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use sglsim::calibrate::kernels::{parse_aic, parse_collectives, parse_kernels};
+use sglsim::calibrate::kernels::{parse_aic, parse_collectives, parse_kernels, predict_us};
 use sglsim::calibrate::loadgen::{SseEvent, SseParser};
 use sglsim::calibrate::measurements::{parse_rows, setup_of};
 use sglsim::model::arch::ModelSpec;
@@ -215,6 +215,7 @@ proptest! {
         let kernels = format!("op,dtype,backend,m,n,k,time_us\ngemm,bf16,,{m},{n},{k},{time}\n");
         let collectives = format!("op,method,n_ranks,bytes,time_us\nall_reduce,cuda_graph,{m},{bytes},{time}\n");
         let aic = format!("gemm_dtype,m,n,k,latency\nfloat16,{m},{n},{k},{time}\n");
+        let h100 = GpuCatalog::builtin().unwrap().find("h100").unwrap().clone();
         for samples in [
             parse_kernels(&kernels, "k.csv"),
             parse_collectives(&collectives, "c.csv"),
@@ -225,6 +226,8 @@ proptest! {
         {
             for sample in samples {
                 prop_assert!(sample.time_us.is_finite() && sample.time_us > 0.0, "{}", sample.time_us);
+                let predicted_us = predict_us(&sample, &h100, &Coefficients::defaults());
+                prop_assert!(predicted_us.is_finite() && predicted_us > 0.0, "{predicted_us} for {sample:?}");
             }
         }
     }

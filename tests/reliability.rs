@@ -169,6 +169,18 @@ fn kernel_rows_that_take_no_time_are_refused() {
             &["data row 1", &format!("time_us = {time}"), "positive"],
         );
     }
+    // A GEMM of -5 (read as 0) rows printed -100%, one of 1e30 rows an error of 2e17 %.
+    for m in ["-5", "1e30", "12.5"] {
+        let csv = write(
+            dir.path(),
+            "h100_kernels.csv",
+            &format!("op,dtype,backend,m,n,k,time_us\ngemm,bf16,,{m},4096,4096,50\n"),
+        );
+        refused(
+            &sglsim_args(&["kernels", "--gpu", "h100", "--kernels", &csv]),
+            &["data row 1", &format!("m = {}", m.parse::<f64>().unwrap()), "whole number from 1"],
+        );
+    }
 }
 
 #[test]

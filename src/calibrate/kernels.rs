@@ -248,9 +248,12 @@ pub fn parse_kernels(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     let mut samples = Vec::new();
     for (index, record) in records(text, path)?.into_iter().enumerate() {
         let number = |name: &str| record.get(name).and_then(|v| v.parse::<f64>().ok());
-        let integer = |name: &str| number(name).map(|v| v as u64);
         let Some(time_us) = number("time_us") else { continue };
         check_time_us(time_us, "time_us", path, index)?;
+        for name in ["m", "n", "k", "heads", "kv_heads", "head_dim", "seq", "batch", "context"] {
+            check_dimension(number(name), name, path, index)?;
+        }
+        let integer = |name: &str| number(name).map(|v| v as u64);
         let op = record.get("op").map(String::as_str).unwrap_or("");
         let dtype = record.get("dtype").map(String::as_str).unwrap_or("");
         let backend = record.get("backend").map(String::as_str).unwrap_or("");
@@ -323,6 +326,8 @@ pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
             continue;
         };
         check_time_us(time_us, "time_us", path, index)?;
+        check_dimension(Some(f64::from(n_ranks)), "n_ranks", path, index)?;
+        check_dimension(Some(bytes), "bytes", path, index)?;
         let op = record.get("op").map(String::as_str).unwrap_or("");
         let (family, op) = match op {
             "all_reduce" => ("all_reduce", NcclOp::AllReduce),
@@ -355,6 +360,28 @@ fn check_time_us(value: f64, column: &str, path: &str, index: usize) -> Result<(
             "data row {}: {column} = {value} must be a positive, finite time (a kernel cannot take no time)",
             index + 1
         ),
+    })
+}
+
+/// Largest kernel dimension a row may give (tokens, features, heads, ranks; bytes may be larger):
+/// 2^24, the bound `config.json` fields have, so that the shapes priced stay physical.
+const MAX_KERNEL_DIMENSION: f64 = (1u64 << 24) as f64;
+
+/// A shape column, when given, must be a whole number from 1 to [`MAX_KERNEL_DIMENSION`]
+/// (`bytes`: from 1 to 2^40): a GEMM of no rows, or of 1e30, is a broken row, not a measurement.
+fn check_dimension(value: Option<f64>, column: &str, path: &str, index: usize) -> Result<()> {
+    let Some(value) = value else { return Ok(()) };
+    let max = if column == "bytes" {
+        (1u64 << 40) as f64
+    } else {
+        MAX_KERNEL_DIMENSION
+    };
+    if value.fract() == 0.0 && (1.0..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(Error::BadFile {
+        path: path.into(),
+        message: format!("data row {}: {column} = {value} must be a whole number from 1 to {max}", index + 1),
     })
 }
 
