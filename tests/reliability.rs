@@ -408,3 +408,11 @@ fn search_threads_are_bounded() {
         &["--threads", "100000000", "between 1 and 1024"],
     );
 }
+
+#[test]
+fn search_length_spreads_must_be_finite() {
+    refused(
+        &sglsim("search --model Qwen3-8B --gpu h100 --total-gpus 8 --isl 1000 --osl 100 --ttft 1000 --itl 50 --isl-std NaN"),
+        &["--isl-std", "NaN", "finite standard deviation"],
+    );
+}

@@ -230,6 +230,17 @@ impl SearchConfig {
     /// Lengths: the longest request the draws are expected to make (mean + 5σ for normal lengths)
     /// must fit the model's context window under SGLang's rule, which refuses it with HTTP 400.
     fn validate_lengths(&self) -> Result<()> {
+        if let LengthDistribution::Normal { isl_std, osl_std } = self.workload.lengths {
+            for (field, std) in [("--isl-std", isl_std), ("--osl-std", osl_std)] {
+                if !(std.is_finite() && std >= 0.0) {
+                    return Err(Error::BadValue {
+                        field: field.into(),
+                        value: std.to_string(),
+                        expected: "a finite standard deviation of at least 0 tokens".into(),
+                    });
+                }
+            }
+        }
         let (isl, osl) = self.workload.max_lengths_tokens();
         crate::sim::limits::check_context(isl, osl, self.model.max_context_tokens).map_err(|e| Error::BadValue {
             field: "--isl/--osl".into(),
