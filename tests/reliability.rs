@@ -416,3 +416,15 @@ fn search_length_spreads_must_be_finite() {
         &["--isl-std", "NaN", "finite standard deviation"],
     );
 }
+
+#[test]
+fn a_search_whose_load_saturates_everything_says_so() {
+    // Used to print "no feasible configuration" with no reason and an empty table.
+    let out = sglsim("search --model Qwen3-8B --gpu h100 --total-gpus 1 --isl 1000 --osl 39000 --request-rate 1000 --ttft 1000 --itl 50");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("configurations screened serves 1000 requests/s") && out.stdout.contains("lower --request-rate"),
+        "{}",
+        out.stdout
+    );
+}

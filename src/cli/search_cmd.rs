@@ -328,6 +328,22 @@ fn launch_commands(points: &[Point]) -> String {
     out
 }
 
+/// Why no configuration reached the simulator or came back from it: an open-loop rate that
+/// saturates every candidate in the screen, or requests no simulated engine could hold.
+fn nothing_simulated(config: &SearchConfig, result: &SearchResult) -> String {
+    let limit = config.limits.describe();
+    match config.load {
+        Some(Load::RequestRate { rate_per_s }) => format!(
+            ": none of the {} configurations screened serves {rate_per_s} requests/s: their prefill or decode slots saturate within {limit} (or a request does not fit their KV pool); lower --request-rate or allow more GPUs",
+            result.screened
+        ),
+        _ => format!(
+            ": none of the {} configurations screened could run these requests in the simulator (a request of --isl + --osl tokens does not fit their KV pool); allow larger engines or shorter requests",
+            result.screened
+        ),
+    }
+}
+
 /// The human report of `search`.
 pub fn search_table(config: &SearchConfig, result: &SearchResult) -> String {
     let sla = &result.sla;
@@ -353,6 +369,9 @@ pub fn search_table(config: &SearchConfig, result: &SearchResult) -> String {
         out.push_str(&launch_commands(&result.top));
     } else {
         out.push_str("no feasible configuration");
+        if result.binding.is_none() && result.evaluated == 0 {
+            out.push_str(&nothing_simulated(config, result));
+        }
         if let Some(binding) = &result.binding {
             out.push_str(&format!(
                 ": {} is the binding limit: the nearest configuration reaches {} {} = {:.1} ms against {} ms (+{:.0}%); the lowest TTFT of any configuration is {:.1} ms and the lowest ITL {:.2} ms",
