@@ -35,6 +35,11 @@ fn main() {
             let _ = run::print(&text);
             1
         }
+        Ok(Outcome::Failed { report, error }) => {
+            let _ = run::print(&report);
+            eprintln!("error: {error}");
+            2
+        }
         Ok(Outcome::DoesNotFit(text)) => {
             let _ = run::print(&text);
             2

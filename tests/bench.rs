@@ -534,3 +534,38 @@ fn walk_serve() -> Vec<(String, String)> {
     assert!(files.len() >= 5);
     files
 }
+
+#[test]
+fn bench_exits_non_zero_when_failures_exceed_the_max_error_rate() {
+    // Every request fails (a malformed stream): the report still prints, then the summary, exit 2.
+    let server = FakeServer::start(|_| Reply::Malformed, 100);
+    let url = server.url();
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--url",
+            &url,
+            "--isl",
+            "8",
+            "--osl",
+            "3",
+            "--concurrency",
+            "1",
+            "--num-requests",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        sglsim_args(&args)
+    };
+    let out = bench(&[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stdout.contains("3 failed"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("3 of 3 requests failed (100.0%, above --max-error-rate 0)") && out.stderr.contains("malformed sse × 3"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(bench(&["--max-error-rate", "1"]).code, 0);
+    let bad = bench(&["--max-error-rate", "1.5"]);
+    assert!(bad.code == 2 && bad.stderr.contains("--max-error-rate 1.5"), "{}", bad.stderr);
+}

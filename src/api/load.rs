@@ -2,7 +2,6 @@
 //!
 //! The only file reading of the entry points; everything below `api` is pure.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::{invalid, Error, Result};
@@ -10,6 +9,7 @@ use crate::model::arch::{ModelSpec, WeightFormats};
 use crate::model::coefficients::Coefficients;
 use crate::model::model_catalog::{find_bundled_spec, unknown_model};
 use crate::model::quant::{KvDtype, WeightDtype};
+use crate::sim::limits::{self, MAX_REQUEST_TOKENS};
 use crate::sim::workload::RequestSpec;
 
 fn read(path: &Path, what: &str) -> Result<String> {
@@ -89,84 +89,133 @@ pub fn filled_note(path: &Path, filled: &[String]) -> Option<String> {
 
 /// Reads a trace: CSV with a header, or JSON lines. Columns/keys: `arrival_s` (or `arrival_ms`, or
 /// `timestamp` in ms as Mooncake traces write it), `isl` (or `input_length`), `osl` (or
-/// `output_length`), optional `prefix_group` and `prefix_tokens`.
+/// `output_length`), optional `prefix_group` and `prefix_tokens`. A UTF-8 byte-order mark and
+/// quoted fields (as spreadsheets write them) are read as CSV allows; lengths must be whole tokens.
 pub fn read_trace(path: &Path) -> Result<Vec<RequestSpec>> {
     let text = read(path, "trace ")?;
-    let shown = path.display();
-    let rows: Vec<BTreeMap<String, String>> = if path.extension().is_some_and(|e| e == "jsonl" || e == "json")
-        || text.trim_start().starts_with('{')
-    {
-        let mut rows = Vec::new();
-        for (index, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
-            let value: serde_json::Value = serde_json::from_str(line).map_err(|e| invalid!("{shown} line {}: not JSON: {e}", index + 1))?;
-            let object = value
-                .as_object()
-                .ok_or_else(|| invalid!("{shown} line {}: expected an object", index + 1))?;
-            rows.push(
-                object
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string()))
-                    .collect(),
-            );
-        }
-        rows
+    parse_trace(
+        &text,
+        &path.display().to_string(),
+        path.extension().is_some_and(|e| e == "jsonl" || e == "json"),
+    )
+}
+
+/// Parses a trace's text (see [`read_trace`]); `name` names it in messages, `json` forces JSON lines.
+pub fn parse_trace(text: &str, name: &str, json: bool) -> Result<Vec<RequestSpec>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let rows = if json || text.trim_start().starts_with('{') {
+        json_rows(text, name)?
     } else {
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
-        let header: Vec<String> = lines
-            .next()
-            .ok_or_else(|| invalid!("trace is empty"))?
-            .split(',')
-            .map(|h| h.trim().to_string())
-            .collect();
-        lines
-            .map(|line| header.iter().cloned().zip(line.split(',').map(|v| v.trim().to_string())).collect())
-            .collect()
+        csv_rows(text, name)?
     };
-    let mut requests = Vec::with_capacity(rows.len());
+    if rows.len() as u64 > limits::MAX_REQUESTS {
+        return Err(invalid!(
+            "{name}: {} requests; sglsim simulates at most {} in one run",
+            rows.len(),
+            limits::MAX_REQUESTS
+        ));
+    }
+    let mut requests = Vec::with_capacity(rows.len().min(limits::MAX_REQUESTS as usize));
     for (index, row) in rows.iter().enumerate() {
-        requests.push(trace_row(row, &shown.to_string(), index + 1)?);
+        requests.push(trace_request(row, name, index + 1)?);
     }
     if requests.is_empty() {
-        return Err(invalid!("{shown}: the trace has no requests"));
+        return Err(invalid!("{name}: the trace has no requests"));
     }
     requests.sort_by(|a, b| a.arrival_s.unwrap_or(0.0).total_cmp(&b.arrival_s.unwrap_or(0.0)));
     Ok(requests)
 }
 
-/// One row of a trace as a request.
-fn trace_row(row: &BTreeMap<String, String>, shown: &str, line: usize) -> Result<RequestSpec> {
+type TraceRow = std::collections::BTreeMap<String, String>;
+
+fn json_rows(text: &str, name: &str) -> Result<Vec<TraceRow>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            let value: serde_json::Value = serde_json::from_str(line).map_err(|e| invalid!("{name} line {}: not JSON: {e}", index + 1))?;
+            let object = value
+                .as_object()
+                .ok_or_else(|| invalid!("{name} line {}: expected an object", index + 1))?;
+            Ok(object
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string()))
+                .collect())
+        })
+        .collect()
+}
+
+fn csv_rows(text: &str, name: &str) -> Result<Vec<TraceRow>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| invalid!("{name}: cannot read the CSV header: {e}"))?
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    if header.iter().all(|h| h.is_empty()) {
+        return Err(invalid!("{name}: trace is empty"));
+    }
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| invalid!("{name} row {}: not a CSV row of {} fields: {e}", index + 1, header.len()))?;
+        rows.push(header.iter().cloned().zip(record.iter().map(str::to_string)).collect());
+    }
+    Ok(rows)
+}
+
+/// One trace row as a request: numbers finite and non-negative, lengths whole tokens.
+fn trace_request(row: &TraceRow, name: &str, line: usize) -> Result<RequestSpec> {
     let number = |keys: &[&str]| -> Result<Option<f64>> {
         for key in keys {
             if let Some(value) = row.get(*key).filter(|v| !v.is_empty() && v.as_str() != "null") {
                 let parsed: f64 = value
                     .parse()
-                    .map_err(|_| invalid!("{shown} row {line}: {key} = '{value}' is not a number"))?;
+                    .map_err(|_| invalid!("{name} row {line}: {key} = '{value}' is not a number"))?;
                 if !(parsed.is_finite() && parsed >= 0.0) {
-                    return Err(invalid!("{shown} row {line}: {key} = {value} must be a non-negative number"));
+                    return Err(invalid!("{name} row {line}: {key} = {value} must be a non-negative number"));
                 }
                 return Ok(Some(parsed));
             }
         }
         Ok(None)
     };
+    let tokens = |keys: &[&str]| -> Result<Option<u64>> {
+        match number(keys)? {
+            Some(value) if value.fract() != 0.0 || value > MAX_REQUEST_TOKENS as f64 => Err(invalid!(
+                "{name} row {line}: {} = {value} must be a whole number of tokens, at most {MAX_REQUEST_TOKENS}",
+                keys[0]
+            )),
+            other => Ok(other.map(|value| value as u64)),
+        }
+    };
+    let columns = || row.keys().cloned().collect::<Vec<_>>().join(", ");
     let arrival_s = match (number(&["arrival_s"])?, number(&["arrival_ms", "timestamp"])?) {
         (Some(seconds), _) => seconds,
         (None, Some(ms)) => ms / 1e3,
-        (None, None) => return Err(invalid!("{shown} row {line}: needs arrival_s, arrival_ms or timestamp (ms)")),
+        (None, None) => {
+            return Err(invalid!(
+                "{name} row {line}: needs arrival_s, arrival_ms or timestamp (ms); its columns are: {}",
+                columns()
+            ))
+        }
     };
-    let isl = number(&["isl", "input_length", "input_tokens"])?
-        .ok_or_else(|| invalid!("{shown} row {line}: needs isl (or input_length)"))? as u64;
-    let osl = number(&["osl", "output_length", "output_tokens"])?
-        .ok_or_else(|| invalid!("{shown} row {line}: needs osl (or output_length)"))? as u64;
+    let isl = tokens(&["isl", "input_length", "input_tokens"])?
+        .ok_or_else(|| invalid!("{name} row {line}: needs isl (or input_length); its columns are: {}", columns()))?;
+    let osl = tokens(&["osl", "output_length", "output_tokens"])?
+        .ok_or_else(|| invalid!("{name} row {line}: needs osl (or output_length); its columns are: {}", columns()))?;
     if isl == 0 || osl == 0 {
-        return Err(invalid!("{shown} row {line}: isl and osl must be at least 1"));
+        return Err(invalid!("{name} row {line}: isl and osl must be at least 1"));
     }
     Ok(RequestSpec {
         arrival_s: Some(arrival_s),
         isl,
         osl,
         prefix_group: number(&["prefix_group"])?.map(|g| g as u64),
-        shared_prefix_tokens: number(&["prefix_tokens"])?.map(|t| t as u64).unwrap_or(0),
+        shared_prefix_tokens: tokens(&["prefix_tokens"])?.unwrap_or(0),
         warmup: false,
     })
 }

@@ -6,6 +6,7 @@
 //! Requests hold the CLI's flags under their names; entry points read the files a request names
 //! (model configs, profiles, traces) and return typed reports whose JSON is the CLI's `--json`.
 
+pub mod checks;
 pub mod error;
 pub mod load;
 pub mod predict;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::checks::{apply_context_length, check_engine_sizes, check_engines, check_lengths, check_sla_ms, check_workload, shortfall};
 use super::error::{invalid, Error, Result};
 use super::load::{filled_note, load_coefficients, load_model_as, read_trace};
 use super::report::{predict_report, DoesNotFitReport, EngineReport, PredictReport};
@@ -18,6 +19,7 @@ use crate::model::mapping::ParallelMapping;
 use crate::model::step::{EngineConfig, StepModel};
 use crate::sim::cluster::{simulate, Deployment, IterationRecord, Role, SimOptions};
 use crate::sim::deploy::{engine_spec, transfer_link};
+use crate::sim::limits;
 use crate::sim::metrics::Sla;
 use crate::sim::workload::{generate_requests, steady_state_warmup, Arrivals, LengthDistribution, RequestSpec, WorkloadSpec};
 
@@ -103,6 +105,9 @@ pub struct PredictRequest {
     pub decode_cuda_graph_max_bs: Option<u64>,
     /// Decode engines' `--mem-fraction-static` when it differs from the prefill engines'.
     pub decode_mem_fraction_static: Option<f64>,
+    /// SGLang's `--context-length`: the longest request (input + output), tokens; default the
+    /// model's `max_position_embeddings`.
+    pub context_length: Option<u64>,
     /// Keep one record per engine iteration in [`Prediction::timeline`].
     pub timeline: bool,
     /// SGLang server flags.
@@ -147,6 +152,7 @@ impl Default for PredictRequest {
             decode_chunked_prefill_size: None,
             decode_cuda_graph_max_bs: None,
             decode_mem_fraction_static: None,
+            context_length: None,
             timeline: false,
             server: ServerOptions::default(),
         }
@@ -222,19 +228,25 @@ fn step_model(
     sizes: (u32, u32, u32),
     server: &crate::model::server_args::ServerArgs,
     coefficients: &crate::model::coefficients::Coefficients,
-) -> crate::model::Result<StepModel> {
+) -> Result<StepModel> {
+    check_engine_sizes(sizes)?;
     let mapping = ParallelMapping::with_redundant_experts(model, sizes.0, sizes.1, sizes.2, server.ep_num_redundant_experts)?;
-    StepModel::new_unchecked(EngineConfig {
+    Ok(StepModel::new_unchecked(EngineConfig {
         model: model.clone(),
         gpu: gpu.clone(),
         mapping,
         server_args: server.clone(),
         coefficients: coefficients.clone(),
-    })
+    })?)
 }
 
 fn plan(request: &PredictRequest) -> Result<Plan> {
-    let model = load_model_as(&request.model, request.dtype.as_deref())?;
+    check_mode_flags(request)?;
+    check_sla_ms("--ttft", request.ttft)?;
+    check_sla_ms("--itl", request.itl)?;
+    let mut model = load_model_as(&request.model, request.dtype.as_deref())?;
+    apply_context_length(&mut model, request.context_length)?;
+    let context_tokens = model.max_context_tokens;
     let catalog = GpuCatalog::builtin()?;
     let gpu = catalog.find(&request.gpu)?.clone();
     let (coefficients, filled) = load_coefficients(request.profile.as_deref())?;
@@ -248,9 +260,7 @@ fn plan(request: &PredictRequest) -> Result<Plan> {
     let sizes = (request.tp, request.dp, request.ep);
     let engines = match request.mode.as_str() {
         "agg" => {
-            if request.replicas == 0 {
-                return Err(invalid!("invalid --replicas 0: at least 1"));
-            }
+            check_engines("--replicas", u64::from(request.replicas))?;
             vec![(
                 step_model(&model, &gpu, sizes, &server, &coefficients)?,
                 Role::Aggregated,
@@ -263,6 +273,8 @@ fn plan(request: &PredictRequest) -> Result<Plan> {
                     "invalid --prefill-workers/--decode-workers: disaggregated serving needs at least one of each"
                 ));
             }
+            let workers = u64::from(request.prefill_workers) + u64::from(request.decode_workers);
+            check_engines("--prefill-workers + --decode-workers", workers)?;
             let prefill = (
                 request.prefill_tp.unwrap_or(request.tp),
                 request.prefill_dp.unwrap_or(request.dp),
@@ -283,10 +295,8 @@ fn plan(request: &PredictRequest) -> Result<Plan> {
             if let Some(fraction) = request.decode_mem_fraction_static {
                 decode_server.mem_fraction_static = Some(fraction);
             }
-            let prefill_step =
-                step_model(&model, &gpu, prefill, &server, &coefficients).map_err(|source| Error::Engine { role: "prefill", source })?;
-            let decode_step = step_model(&model, &gpu, decode, &decode_server, &coefficients)
-                .map_err(|source| Error::Engine { role: "decode", source })?;
+            let prefill_step = step_model(&model, &gpu, prefill, &server, &coefficients).map_err(|e| in_engine("prefill", e))?;
+            let decode_step = step_model(&model, &gpu, decode, &decode_server, &coefficients).map_err(|e| in_engine("decode", e))?;
             vec![
                 (prefill_step, Role::Prefill, request.prefill_workers),
                 (decode_step, Role::Decode, request.decode_workers),
@@ -305,6 +315,7 @@ fn plan(request: &PredictRequest) -> Result<Plan> {
     };
     if let Some(trace) = &request.trace {
         let workload = read_trace(trace)?;
+        check_workload(&format!("trace {}", trace.display()), &workload, context_tokens)?;
         let n = workload.len() as f64;
         let isl = (workload.iter().map(|r| r.isl as f64).sum::<f64>() / n).round() as u64;
         let osl = (workload.iter().map(|r| r.osl as f64).sum::<f64>() / n).round() as u64;
@@ -322,17 +333,27 @@ fn plan(request: &PredictRequest) -> Result<Plan> {
     let (Some(isl), Some(osl)) = (request.isl, request.osl) else {
         return Err(invalid!("--isl and --osl are required (or give --trace FILE)"));
     };
+    check_lengths(isl, osl, context_tokens)?;
     let (arrivals, n_requests, decode_batch) = load(request)?;
+    // The default warm-up wave leaves room for the measured requests within the run's bound.
+    let n_warmup = request
+        .warmup_requests
+        .unwrap_or_else(|| steady_state_warmup(arrivals).min(limits::MAX_REQUESTS.saturating_sub(n_requests)));
+    limits::total_requests(n_requests, n_warmup)?;
+    if let Arrivals::Poisson { rate_per_s } = arrivals {
+        limits::check_poisson_span(rate_per_s, n_requests.saturating_add(n_warmup))?;
+    }
     let spec = WorkloadSpec {
         isl,
         osl,
         lengths: request.lengths(),
         arrivals,
         n_requests,
-        n_warmup: request.warmup_requests.unwrap_or(steady_state_warmup(arrivals)),
+        n_warmup,
         seed: request.seed,
     };
     let workload = generate_requests(&spec)?;
+    check_workload("the drawn workload", &workload, context_tokens)?;
     Ok(Plan {
         engines,
         workload,
@@ -349,11 +370,13 @@ fn plan(request: &PredictRequest) -> Result<Plan> {
 fn load(request: &PredictRequest) -> Result<(Arrivals, u64, u64)> {
     Ok(match (request.concurrency, &request.request_rate) {
         (Some(_), Some(_)) => return Err(invalid!("give --concurrency or --request-rate, not both")),
-        (Some(concurrency), None) => (
-            Arrivals::Closed { concurrency },
-            request.num_requests.unwrap_or(10 * concurrency),
-            concurrency,
-        ),
+        (Some(concurrency), None) => {
+            limits::check_concurrency("--concurrency", concurrency)?;
+            let n_requests = request
+                .num_requests
+                .unwrap_or_else(|| limits::default_closed_loop_requests(concurrency));
+            (Arrivals::Closed { concurrency }, n_requests, concurrency)
+        }
         (None, Some(rate)) => {
             let text = match rate {
                 RequestRate::PerSecond(value) => value.to_string(),
@@ -373,6 +396,17 @@ fn load(request: &PredictRequest) -> Result<(Arrivals, u64, u64)> {
             if batch == 0 {
                 return Err(invalid!("invalid --batch 0: at least 1"));
             }
+            if batch > limits::MAX_REQUESTS {
+                return Err(invalid!(
+                    "invalid --batch {batch}: sglsim simulates at most {} requests in one run (about 330 bytes each)",
+                    limits::MAX_REQUESTS
+                ));
+            }
+            if request.num_requests.is_some() {
+                return Err(invalid!(
+                    "--num-requests applies to --concurrency or --request-rate; a static batch sends --batch requests"
+                ));
+            }
             (Arrivals::AllAtOnce, batch, batch)
         }
     })
@@ -387,7 +421,7 @@ pub fn predict(request: &PredictRequest) -> Result<Prediction> {
         .map(|(step, role, count)| EngineReport::new(step, *role, *count, None))
         .collect();
     for (step, role, _) in &plan.engines {
-        if let Some(reason) = step.memory().shortfall() {
+        if let Some(reason) = shortfall(step) {
             return Ok(Prediction::DoesNotFit(DoesNotFitReport {
                 fits: false,
                 reason: format!("{} engine {}: {reason}", role_name(*role), step.mapping()),
@@ -416,6 +450,56 @@ pub fn predict(request: &PredictRequest) -> Result<Prediction> {
         timeline: output.timeline,
         notes: plan.notes,
     })
+}
+
+/// An engine's error, said as the engine's (`prefill engine: ...`), keeping a model error as the source.
+fn in_engine(role: &'static str, error: Error) -> Error {
+    match error {
+        Error::Model(source) => Error::Engine { role, source },
+        other => invalid!("{role} engine: {}", other.chain()),
+    }
+}
+
+/// The engine flags of the other mode are refused rather than ignored.
+fn check_mode_flags(request: &PredictRequest) -> Result<()> {
+    let disagg_flags = [
+        ("--prefill-tp", request.prefill_tp.is_some()),
+        ("--prefill-dp", request.prefill_dp.is_some()),
+        ("--prefill-ep", request.prefill_ep.is_some()),
+        ("--decode-tp", request.decode_tp.is_some()),
+        ("--decode-dp", request.decode_dp.is_some()),
+        ("--decode-ep", request.decode_ep.is_some()),
+        ("--prefill-workers", request.prefill_workers != 1),
+        ("--decode-workers", request.decode_workers != 1),
+        ("--decode-chunked-prefill-size", request.decode_chunked_prefill_size.is_some()),
+        ("--decode-cuda-graph-max-bs", request.decode_cuda_graph_max_bs.is_some()),
+        ("--decode-mem-fraction-static", request.decode_mem_fraction_static.is_some()),
+    ];
+    match request.mode.as_str() {
+        "agg" => {
+            let given: Vec<&str> = disagg_flags.iter().filter(|(_, given)| *given).map(|(flag, _)| *flag).collect();
+            if !given.is_empty() {
+                return Err(invalid!(
+                    "{} set{} disaggregated engines, which --mode agg does not have: add --mode disagg, or use --tp/--dp/--ep and --replicas",
+                    given.join(", "),
+                    if given.len() == 1 { "s" } else { "" }
+                ));
+            }
+        }
+        "disagg" if request.replicas != 1 => {
+            return Err(invalid!(
+                "--replicas {} sets aggregated engines; with --mode disagg use --prefill-workers and --decode-workers",
+                request.replicas
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The requests a prediction would simulate (warm-up first), checked, without simulating them.
+pub fn workload(request: &PredictRequest) -> Result<Vec<RequestSpec>> {
+    Ok(plan(request)?.workload)
 }
 
 fn role_name(role: Role) -> &'static str {

@@ -2,9 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::checks::{check_cuda_graph_max_bs, sglang_version_flag};
 use super::error::{invalid, Result};
 use super::load::kv_cache_dtype;
-use crate::model::server_args::{MoeA2aBackend, OverlapSchedule, ServerArgs, SglangVersion};
+use crate::model::server_args::{MoeA2aBackend, OverlapSchedule, ServerArgs};
 
 /// SGLang server flags that change the answer, under SGLang's names (underscores for dashes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +77,7 @@ impl Default for ServerOptions {
 impl ServerOptions {
     /// The typed server arguments, or an error naming the flag.
     pub fn server_args(&self) -> Result<ServerArgs> {
+        check_cuda_graph_max_bs(self.cuda_graph_max_bs)?;
         Ok(ServerArgs {
             mem_fraction_static: self.mem_fraction_static,
             chunked_prefill_size: self.chunked_prefill_size,
@@ -95,10 +97,7 @@ impl ServerOptions {
             attention_backend: self.attention_backend.clone(),
             kv_cache_dtype: kv_cache_dtype(&self.kv_cache_dtype)?,
             sglang_version: match &self.sglang_version {
-                Some(text) => Some(
-                    SglangVersion::parse(text)
-                        .ok_or_else(|| invalid!("invalid --sglang-version '{text}': expected a release such as 0.4.5 or 0.5.5"))?,
-                ),
+                Some(text) => Some(sglang_version_flag(text)?),
                 None => None,
             },
             overlap_flag_given: self.disable_overlap_schedule,

@@ -246,10 +246,14 @@ pub fn parse_kernels(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         return parse_aic(text, path);
     }
     let mut samples = Vec::new();
-    for record in records(text, path)? {
+    for (index, record) in records(text, path)?.into_iter().enumerate() {
         let number = |name: &str| record.get(name).and_then(|v| v.parse::<f64>().ok());
-        let integer = |name: &str| number(name).map(|v| v as u64);
         let Some(time_us) = number("time_us") else { continue };
+        check_time_us(time_us, "time_us", path, index)?;
+        for name in ["m", "n", "k", "heads", "kv_heads", "head_dim", "seq", "batch", "context"] {
+            check_dimension(number(name), name, path, index)?;
+        }
+        let integer = |name: &str| number(name).map(|v| v as u64);
         let op = record.get("op").map(String::as_str).unwrap_or("");
         let dtype = record.get("dtype").map(String::as_str).unwrap_or("");
         let backend = record.get("backend").map(String::as_str).unwrap_or("");
@@ -310,7 +314,7 @@ pub fn parse_kernels(text: &str, path: &str) -> Result<Vec<KernelSample>> {
 /// `NCCL_NVLS_ENABLE=0` through torch.distributed.
 pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     let mut samples = Vec::new();
-    for record in records(text, path)? {
+    for (index, record) in records(text, path)?.into_iter().enumerate() {
         if !record.get("method").is_some_and(|m| m.contains("cuda_graph")) {
             continue;
         }
@@ -321,6 +325,9 @@ pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         ) else {
             continue;
         };
+        check_time_us(time_us, "time_us", path, index)?;
+        check_dimension(Some(f64::from(n_ranks)), "n_ranks", path, index)?;
+        check_dimension(Some(bytes), "bytes", path, index)?;
         let op = record.get("op").map(String::as_str).unwrap_or("");
         let (family, op) = match op {
             "all_reduce" => ("all_reduce", NcclOp::AllReduce),
@@ -339,6 +346,43 @@ pub fn parse_collectives(text: &str, path: &str) -> Result<Vec<KernelSample>> {
         });
     }
     Ok(samples)
+}
+
+/// A measured time must be positive and finite: a kernel that takes no time (or less) is a broken
+/// row, and dividing by it would turn every error statistic into nonsense.
+fn check_time_us(value: f64, column: &str, path: &str, index: usize) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(());
+    }
+    Err(Error::BadFile {
+        path: path.into(),
+        message: format!(
+            "data row {}: {column} = {value} must be a positive, finite time (a kernel cannot take no time)",
+            index + 1
+        ),
+    })
+}
+
+/// Largest kernel dimension a row may give (tokens, features, heads, ranks; bytes may be larger):
+/// 2^24, the bound `config.json` fields have, so that the shapes priced stay physical.
+const MAX_KERNEL_DIMENSION: f64 = (1u64 << 24) as f64;
+
+/// A shape column, when given, must be a whole number from 1 to [`MAX_KERNEL_DIMENSION`]
+/// (`bytes`: from 1 to 2^40): a GEMM of no rows, or of 1e30, is a broken row, not a measurement.
+fn check_dimension(value: Option<f64>, column: &str, path: &str, index: usize) -> Result<()> {
+    let Some(value) = value else { return Ok(()) };
+    let max = if column == "bytes" {
+        (1u64 << 40) as f64
+    } else {
+        MAX_KERNEL_DIMENSION
+    };
+    if value.fract() == 0.0 && (1.0..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(Error::BadFile {
+        path: path.into(),
+        message: format!("data row {}: {column} = {value} must be a whole number from 1 to {max}", index + 1),
+    })
 }
 
 fn records(text: &str, path: &str) -> Result<Vec<std::collections::BTreeMap<String, String>>> {
@@ -376,9 +420,10 @@ fn records(text: &str, path: &str) -> Result<Vec<std::collections::BTreeMap<Stri
 /// where int8 stays at a ring's ~350. So half all-reduces over 8 ranks are priced with NVLS available.
 pub fn parse_aic(text: &str, path: &str) -> Result<Vec<KernelSample>> {
     let mut samples = Vec::new();
-    for record in records(text, path)? {
+    for (index, record) in records(text, path)?.into_iter().enumerate() {
         let number = |name: &str| record.get(name).and_then(|v| v.parse::<f64>().ok());
         let Some(latency_ms) = number("latency") else { continue };
+        check_time_us(latency_ms, "latency", path, index)?;
         let time_us = latency_ms * 1e3;
         if record.contains_key("gemm_dtype")
             || record.contains_key("num_key_value_heads")

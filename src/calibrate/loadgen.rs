@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::sim::limits;
 use crate::sim::metrics::Distribution;
 use crate::sim::workload::{generate_requests, Arrivals, RequestSpec, WorkloadSpec};
 
@@ -283,6 +284,7 @@ pub fn run_bench_observed(
             expected: "at least one try and a non-negative backoff".into(),
         });
     }
+    check_workload(&config.workload)?;
     let workload = generate_requests(&config.workload)?;
     let mut sink = match &config.records_path {
         Some(path) => Some(RecordSink::open(path)?),
@@ -344,6 +346,33 @@ pub fn run_bench_observed(
             records,
         })
     })
+}
+
+/// Bounds a benchmark before anything is allocated: each prompt is built in memory (8 bytes per
+/// token id) and every record is kept, so lengths stay within [`limits::MAX_REQUEST_TOKENS`] and
+/// requests within [`limits::MAX_REQUESTS`]; Poisson arrivals must end within the simulated span
+/// too, so that `predict` can replay the same workload.
+fn check_workload(workload: &WorkloadSpec) -> Result<(), LoadgenError> {
+    for (field, tokens) in [("--isl", workload.isl), ("--osl", workload.osl)] {
+        if tokens > limits::MAX_REQUEST_TOKENS {
+            return Err(LoadgenError::BadValue {
+                field: field.into(),
+                value: tokens.to_string(),
+                expected: format!(
+                    "at most {} tokens, the longest context of any published model",
+                    limits::MAX_REQUEST_TOKENS
+                ),
+            });
+        }
+    }
+    if let Arrivals::Closed { concurrency } = workload.arrivals {
+        limits::check_concurrency("--concurrency", concurrency)?;
+    }
+    let total = limits::total_requests(workload.n_requests, workload.n_warmup)?;
+    if let Arrivals::Poisson { rate_per_s } = workload.arrivals {
+        limits::check_poisson_span(rate_per_s, total)?;
+    }
+    Ok(())
 }
 
 /// What a server says about itself before a benchmark: the models it lists and, for SGLang, its settings.
@@ -836,10 +865,15 @@ impl RecordSink {
     }
 }
 
+/// How long the client keeps an idle connection for reuse: below the 5 s after which uvicorn (under
+/// SGLang) and `sglsim serve` close one, so a request is never sent on a connection being closed.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// The HTTP client of benches and probes: no Nagle delay, so streamed chunks are timed as they arrive.
 fn http_client() -> Result<reqwest::Client, LoadgenError> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build()
         .map_err(|e| LoadgenError::Startup(e.to_string()))
 }

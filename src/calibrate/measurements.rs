@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use super::error::{Error, Result};
 use crate::model::server_args::SglangVersion;
+use crate::sim::limits;
 use crate::sim::metrics::RunMetrics;
 use crate::sim::workload::{steady_state_warmup, Arrivals, LengthDistribution, WorkloadSpec};
 
@@ -230,7 +231,11 @@ pub fn setup_of(row: &MeasurementRow) -> std::result::Result<Setup, String> {
     let num_prompts = number_after(&["num_prompts", "--num-prompts", "num-prompts"]).map(|n| n as u64);
     let mut offline_batch = false;
     let (arrivals, n_requests) = if let Ok(concurrency) = row.get("concurrency").parse::<u64>() {
-        (Arrivals::Closed { concurrency }, num_prompts.unwrap_or(10 * concurrency))
+        limits::check_concurrency("concurrency", concurrency).map_err(limits::strip_kind)?;
+        (
+            Arrivals::Closed { concurrency },
+            num_prompts.unwrap_or_else(|| limits::default_closed_loop_requests(concurrency)),
+        )
     } else if !row.get("request_rate").is_empty() {
         match row.get("request_rate").to_ascii_lowercase().as_str() {
             "inf" => (Arrivals::AllAtOnce, num_prompts.unwrap_or(1000)),
@@ -245,6 +250,10 @@ pub fn setup_of(row: &MeasurementRow) -> std::result::Result<Setup, String> {
     } else {
         return Err("no concurrency, request rate or batch size".into());
     };
+    limits::total_requests(n_requests.max(1), 0).map_err(limits::strip_kind)?;
+    if let Arrivals::Poisson { rate_per_s } = arrivals {
+        limits::check_poisson_span(rate_per_s, n_requests).map_err(limits::strip_kind)?;
+    }
     Ok(Setup {
         model: row.get("model").to_string(),
         gpu,

@@ -248,6 +248,8 @@ pub fn open_loop_overloaded(workload: &WorkloadSpec, step: &StepModel) -> bool {
 /// Simulates a row's setup; also says whether it is an open-loop overload ([`open_loop_overloaded`]).
 fn run_setup(setup: &Setup, catalog: &GpuCatalog, coefficients: &Coefficients) -> std::result::Result<(RunMetrics, bool), String> {
     let step = build_step(setup, catalog, coefficients)?;
+    let (isl, osl) = (setup.workload.isl, setup.workload.osl);
+    crate::sim::limits::check_context(isl, osl, step.model().max_context_tokens).map_err(crate::sim::limits::strip_kind)?;
     let overloaded = open_loop_overloaded(&setup.workload, &step);
     let requests = generate_requests(&setup.workload).map_err(|e| e.to_string())?;
     let mut spec = engine_spec(&step, Role::Aggregated);

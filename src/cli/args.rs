@@ -146,20 +146,28 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub lengths: LengthFlags,
     /// A trace (CSV or JSONL): arrival time, input length, output length, optional prefix group.
-    #[arg(long)]
+    /// The trace sets the load and the lengths, so the flags that would set them are refused beside it.
+    #[arg(long, conflicts_with_all = [
+        "concurrency", "request_rate", "batch", "isl", "osl", "num_requests", "warmup_requests",
+        "range_ratio", "isl_std", "osl_std", "seed",
+    ])]
     pub trace: Option<PathBuf>,
     /// RNG seed of lengths and arrivals.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// TTFT SLA, ms (adds goodput).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub ttft: Option<f64>,
     /// ITL (per-request TPOT) SLA, ms (adds goodput).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub itl: Option<f64>,
     /// Write per-iteration records (time, kind, batch size, tokens, KV used) to this CSV file.
     #[arg(long)]
     pub timeline: Option<PathBuf>,
+    /// SGLang's `--context-length`: the longest request (input + output), tokens; default the
+    /// model's `max_position_embeddings`. Requests beyond it are refused, as SGLang answers 400.
+    #[arg(long)]
+    pub context_length: Option<u64>,
 
     /// Aggregated or disaggregated serving.
     #[arg(long, value_enum, default_value_t = Mode::Agg)]
@@ -233,5 +241,25 @@ mod tests {
         assert!(parse("sglsim predict --model m --gpu h100 --isl 1 --osl 1 --concurrency 4 --request-rate 2").is_err());
         assert!(parse("sglsim predict --model m --gpu h100 --isl 1 --osl 1 --batch 4 --concurrency 2").is_err());
         assert!(parse("sglsim predict --model m --gpu h100 --isl 1 --osl 1 --range-ratio 0.5 --isl-std 3").is_err());
+    }
+
+    #[test]
+    fn a_trace_refuses_the_flags_it_replaces() {
+        assert!(parse("sglsim predict --model m --gpu h100 --trace t.csv").is_ok());
+        for flag in [
+            "--concurrency 4",
+            "--request-rate 2",
+            "--batch 8",
+            "--isl 100",
+            "--osl 10",
+            "--num-requests 5",
+            "--warmup-requests 1",
+            "--range-ratio 0.5",
+            "--isl-std 3",
+            "--seed 2",
+        ] {
+            let error = parse(&format!("sglsim predict --model m --gpu h100 --trace t.csv {flag}")).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict, "{flag}");
+        }
     }
 }

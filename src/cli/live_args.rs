@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// RNG seed of lengths, arrivals and prompts (the same seed gives `predict` the same workload).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Largest share of failed requests (warm-up included) that still counts as a run, in [0, 1];
+    /// above it `bench` prints its report, then the error summary, and exits with code 2.
+    #[arg(long, default_value_t = 0.0)]
+    pub max_error_rate: f64,
 }
 
 /// Flags of `serve`.
@@ -96,6 +100,10 @@ pub struct ServeArgs {
     /// Simulated seconds per wall-clock second (1: real time; 10: ten times faster, for tests).
     #[arg(long, default_value_t = 1.0, hide = true)]
     pub time_scale: f64,
+    /// SGLang's `--context-length`: the longest request (input + `max_tokens`), tokens; default the
+    /// model's `max_position_embeddings`. Longer requests get SGLang's HTTP 400.
+    #[arg(long)]
+    pub context_length: Option<u64>,
     /// SGLang server flags, under SGLang's names.
     #[command(flatten)]
     pub server: ServerFlags,

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::live_args::{BenchArgs, EndpointFlag, ServeArgs};
-use super::plan::{load_coefficients, load_model_as, server_args, step_model};
+use super::plan::{apply_context_length, load_coefficients, load_model_as, server_args, shortfall, step_model};
 use super::run::Outcome;
 use sglsim::calibrate::loadgen::{run_bench_observed, BenchConfig, BenchMetrics, BenchOutcome, Endpoint};
 use sglsim::model::coefficients::Coefficients;
@@ -40,10 +40,17 @@ struct BenchReport<'a> {
 
 /// `sglsim bench`.
 pub fn bench(args: &BenchArgs) -> Result<Outcome> {
+    if !(0.0..=1.0).contains(&args.max_error_rate) {
+        bail!(
+            "invalid --max-error-rate {}: a share of requests in [0, 1] (0: any failure fails the run)",
+            args.max_error_rate
+        );
+    }
     let (arrivals, n_requests, rate_label) = match (args.concurrency, &args.request_rate) {
         (Some(concurrency), _) => (
             Arrivals::Closed { concurrency },
-            args.num_requests.unwrap_or(10 * concurrency),
+            args.num_requests
+                .unwrap_or_else(|| sglsim::sim::limits::default_closed_loop_requests(concurrency)),
             None,
         ),
         (None, Some(rate)) => match rate.trim().to_ascii_lowercase().as_str() {
@@ -106,6 +113,35 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
     bar.finish_and_clear();
     let outcome = outcome?;
     let records_file = args.out.as_ref().map(|p| p.display().to_string());
+    let report = bench_report(args, endpoint, rate_label, &outcome, records_file)?;
+    Ok(match error_share_exceeded(&outcome, args.max_error_rate) {
+        Some(error) => Outcome::Failed { report, error },
+        None => Outcome::Done(report),
+    })
+}
+
+/// The error summary when failed requests exceed `max_error_rate` of all sent (warm-up included).
+fn error_share_exceeded(outcome: &BenchOutcome, max_error_rate: f64) -> Option<String> {
+    let n_total = outcome.records.len() as u64;
+    let n_failed: u64 = outcome.errors.values().sum();
+    if n_total == 0 || n_failed as f64 <= max_error_rate * n_total as f64 {
+        return None;
+    }
+    let kinds: Vec<String> = outcome.errors.iter().map(|(kind, n)| format!("{kind} × {n}")).collect();
+    Some(format!(
+        "{n_failed} of {n_total} requests failed ({:.1}%, above --max-error-rate {max_error_rate}): {}",
+        100.0 * n_failed as f64 / n_total as f64,
+        kinds.join(", ")
+    ))
+}
+
+fn bench_report(
+    args: &BenchArgs,
+    endpoint: Endpoint,
+    rate_label: Option<serde_json::Value>,
+    outcome: &BenchOutcome,
+    records_file: Option<String>,
+) -> Result<String> {
     if args.json {
         let report = BenchReport {
             url: &args.url,
@@ -121,14 +157,14 @@ pub fn bench(args: &BenchArgs) -> Result<Outcome> {
             errors: &outcome.errors,
             records_file,
         };
-        return Ok(Outcome::Done(serde_json::to_string_pretty(&report)?));
+        return Ok(serde_json::to_string_pretty(&report)?);
     }
     let load = match (args.concurrency, &args.request_rate) {
         (Some(concurrency), _) => format!("concurrency {concurrency}"),
         (None, Some(rate)) => format!("request rate {rate}/s"),
         (None, None) => String::new(),
     };
-    Ok(Outcome::Done(bench_table(args, endpoint, &load, &outcome, records_file.as_deref())))
+    Ok(bench_table(args, endpoint, &load, outcome, records_file.as_deref()))
 }
 
 fn bench_table(args: &BenchArgs, endpoint: Endpoint, load: &str, outcome: &BenchOutcome, records_file: Option<&str>) -> String {
@@ -186,7 +222,8 @@ struct ProfileFile<'a> {
 
 /// `sglsim serve`: runs until the process is stopped.
 pub fn serve(args: &ServeArgs) -> Result<Outcome> {
-    let model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
+    let mut model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
+    apply_context_length(&mut model, args.context_length)?;
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
     let mut coefficients = load_coefficients(args.profile.as_deref())?;
     if let Some(fraction) = args.perturb {
@@ -205,7 +242,7 @@ pub fn serve(args: &ServeArgs) -> Result<Outcome> {
     }
     let server = server_args(&args.server)?;
     let step = step_model(&model, &gpu, args.mapping, &server, &coefficients)?;
-    if let Some(reason) = step.memory().shortfall() {
+    if let Some(reason) = shortfall(&step) {
         return Ok(Outcome::DoesNotFit(format!("does not fit: {reason}")));
     }
     let summary = format!(

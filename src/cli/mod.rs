@@ -16,3 +16,6 @@ pub mod report;
 pub mod run;
 pub mod search_args;
 pub mod search_cmd;
+
+#[cfg(test)]
+mod properties;

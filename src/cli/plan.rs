@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::args::{Mode, PredictArgs};
 use super::common_args::{MappingFlags, ServerFlags};
-use sglsim::api::{PredictRequest, RequestRate, ServerOptions};
+use sglsim::api::{checks, PredictRequest, RequestRate, ServerOptions};
 use sglsim::model::arch::ModelSpec;
 use sglsim::model::coefficients::Coefficients;
 use sglsim::model::gpu::GpuSpec;
@@ -105,9 +105,36 @@ pub fn predict_request(args: &PredictArgs) -> PredictRequest {
         decode_chunked_prefill_size: args.decode_chunked_prefill_size,
         decode_cuda_graph_max_bs: args.decode_cuda_graph_max_bs,
         decode_mem_fraction_static: args.decode_mem_fraction_static,
+        context_length: args.context_length,
         timeline: args.timeline.is_some(),
         server: server_options(&args.server),
     }
+}
+
+/// `--context-length`: replaces the model's context window (1 to the longest published window).
+pub fn apply_context_length(model: &mut ModelSpec, flag: Option<u64>) -> Result<()> {
+    Ok(checks::apply_context_length(model, flag)?)
+}
+
+/// `--cuda-graph-max-bs`: at most SGLang-plausible capture sizes.
+pub fn check_cuda_graph_max_bs(flag: Option<u64>) -> Result<()> {
+    Ok(checks::check_cuda_graph_max_bs(flag)?)
+}
+
+/// `--isl` and `--osl`: at least one token each, and within the context window under SGLang's rule.
+pub fn check_lengths(isl: u64, osl: u64, context_tokens: u64) -> Result<()> {
+    Ok(checks::check_lengths(isl, osl, context_tokens)?)
+}
+
+/// Why an engine has no KV pool, or `None` when it fits.
+pub fn shortfall(step: &StepModel) -> Option<String> {
+    checks::shortfall(step)
+}
+
+/// Parses a trace's text (see `sglsim::api::load::read_trace`).
+#[cfg(test)]
+pub fn parse_trace(text: &str, name: &str, json: bool) -> Result<Vec<sglsim::sim::workload::RequestSpec>> {
+    Ok(sglsim::api::load::parse_trace(text, name, json)?)
 }
 
 /// Builds one engine's step model; a configuration that does not fit is an error naming GB needed and available.
@@ -118,6 +145,7 @@ pub fn step_model(
     server: &ServerArgs,
     coefficients: &Coefficients,
 ) -> Result<StepModel> {
+    checks::check_engine_sizes((sizes.tp, sizes.dp, sizes.ep))?;
     let mapping = ParallelMapping::with_redundant_experts(model, sizes.tp, sizes.dp, sizes.ep, server.ep_num_redundant_experts)?;
     let config = EngineConfig {
         model: model.clone(),

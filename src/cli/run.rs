@@ -19,6 +19,14 @@ pub enum Outcome {
     DoesNotFit(String),
     /// Nothing meets the SLA: print this and exit 1.
     NoFeasible(String),
+    /// The run ended but failed its own bar (`bench --max-error-rate`): print the report, then the
+    /// error on stderr, and exit 2.
+    Failed {
+        /// The report, as on success.
+        report: String,
+        /// Why the run counts as failed.
+        error: String,
+    },
 }
 
 /// `sglsim predict`.

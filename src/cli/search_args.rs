@@ -56,10 +56,10 @@ pub struct SearchArgs {
     #[command(flatten)]
     pub lengths: LengthFlags,
     /// TTFT limit, ms.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub ttft: f64,
     /// ITL limit (the per-request TPOT), ms.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub itl: f64,
     /// The statistic both limits apply to.
     #[arg(long, value_enum, default_value_t = PercentileFlag::P90)]
@@ -105,6 +105,9 @@ pub struct SearchArgs {
     /// `--moe-a2a-backend` of every candidate: none or deepep.
     #[arg(long, default_value = "none")]
     pub moe_a2a_backend: String,
+    /// SGLang's `--context-length` of every candidate, tokens (default: the model's `max_position_embeddings`).
+    #[arg(long)]
+    pub context_length: Option<u64>,
 }
 
 /// Flags of `profile`.
@@ -163,6 +166,9 @@ pub struct ProfileArgs {
     /// `--mem-fraction-static`.
     #[arg(long)]
     pub mem_fraction_static: Option<f64>,
+    /// SGLang's `--context-length`, tokens (default: the model's `max_position_embeddings`).
+    #[arg(long)]
+    pub context_length: Option<u64>,
     /// Print the tables as JSON.
     #[arg(long)]
     pub json: bool,

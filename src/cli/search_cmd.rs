@@ -6,7 +6,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use super::common_args::MappingFlags;
-use super::plan::{kv_cache_dtype, load_coefficients, load_model_as, step_model};
+use super::plan::{
+    apply_context_length, check_cuda_graph_max_bs, check_lengths, kv_cache_dtype, load_coefficients, load_model_as, shortfall, step_model,
+};
 use super::run::Outcome;
 use super::search_args::{PercentileFlag, ProfileArgs, SearchArgs, SearchMode};
 use sglsim::model::gpu::GpuCatalog;
@@ -20,7 +22,8 @@ use sglsim::sim::metrics::Percentile;
 
 /// Builds the library's configuration from the flags (reads the model config and profile).
 pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
-    let model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
+    let mut model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
+    apply_context_length(&mut model, args.context_length)?;
     let catalog = GpuCatalog::builtin()?;
     let mut gpus = Vec::new();
     for name in &args.gpu {
@@ -117,12 +120,27 @@ pub fn search(args: &SearchArgs) -> Result<Outcome> {
     })
 }
 
+/// Writes a file atomically: the bytes go to a temporary file beside it, which is then renamed over
+/// it, so a reader sees the old file or the new one, never a half-written one.
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = parent.join(format!(".{name}.sglsim-{}.tmp", std::process::id()));
+    let written = std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
     }
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    written.with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// The file naming the configuration to launch; written only by a search that meets the SLA.
+const SELECTED_CONFIG: &str = "selected_config.txt";
+/// The file naming the nearest configuration when nothing meets the SLA; marked as such.
+const NEAREST_CONFIG: &str = "nearest_config.txt";
 
 fn write_search_files(dir: &Path, result: &SearchResult, elapsed_ms: f64) -> Result<()> {
     let mut csv = csv::Writer::from_writer(Vec::new());
@@ -168,12 +186,44 @@ fn write_search_files(dir: &Path, result: &SearchResult, elapsed_ms: f64) -> Res
     value["elapsed_ms"] = serde_json::json!((elapsed_ms * 1000.0).round() / 1000.0);
     write(&dir.join("results.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
     write(&dir.join("pareto.svg"), pareto_chart(result).as_bytes())?;
+    if !result.has_feasible() {
+        return write_nearest(dir, result);
+    }
     if let Some(best) = result.best() {
         if let Some((prefill, decode)) = result.step_models(best) {
             write_dynamo_folder(dir, &dynamo::profile(prefill, decode))?;
-            write(&dir.join("selected_config.txt"), selected_config(best).as_bytes())?;
+            write(&dir.join(SELECTED_CONFIG), selected_config(best).as_bytes())?;
+            // A nearest configuration of an earlier failed run no longer describes this folder.
+            let _ = std::fs::remove_file(dir.join(NEAREST_CONFIG));
         }
     }
+    Ok(())
+}
+
+/// When nothing meets the SLA: the nearest configuration goes to its own file, marked as missing
+/// the SLA; the selection of an earlier successful run (`selected_config.txt` and its Dynamo
+/// profile) is left as it was, and a note on stderr says so.
+fn write_nearest(dir: &Path, result: &SearchResult) -> Result<()> {
+    if let Some(nearest) = result.best() {
+        let mut text = String::from("# NO CONFIGURATION MEETS THE SLA: this is the nearest one, which misses it (see results.json)\n");
+        text.push_str(&format!(
+            "# TTFT {:.1} ms, ITL {:.2} ms against TTFT <= {} ms and ITL <= {} ms at {}\n",
+            nearest.ttft_ms, nearest.itl_ms, result.sla.ttft_ms, result.sla.itl_ms, result.sla.percentile
+        ));
+        text.push_str(&selected_config(nearest));
+        write(&dir.join(NEAREST_CONFIG), text.as_bytes())?;
+    }
+    let kept = dir.join(SELECTED_CONFIG);
+    eprintln!(
+        "note: nothing meets the SLA, so {} was not written{}; the nearest configuration is in {}",
+        kept.display(),
+        if kept.exists() {
+            " (the file there is an earlier run's, left as it was)"
+        } else {
+            ""
+        },
+        dir.join(NEAREST_CONFIG).display()
+    );
     Ok(())
 }
 
@@ -286,6 +336,22 @@ fn launch_commands(points: &[Point]) -> String {
     out
 }
 
+/// Why no configuration reached the simulator or came back from it: an open-loop rate that
+/// saturates every candidate in the screen, or requests no simulated engine could hold.
+fn nothing_simulated(config: &SearchConfig, result: &SearchResult) -> String {
+    let limit = config.limits.describe();
+    match config.load {
+        Some(Load::RequestRate { rate_per_s }) => format!(
+            ": none of the {} configurations screened serves {rate_per_s} requests/s: their prefill or decode slots saturate within {limit} (or a request does not fit their KV pool); lower --request-rate or allow more GPUs",
+            result.screened
+        ),
+        _ => format!(
+            ": none of the {} configurations screened could run these requests in the simulator (a request of --isl + --osl tokens does not fit their KV pool); allow larger engines or shorter requests",
+            result.screened
+        ),
+    }
+}
+
 /// The human report of `search`.
 pub fn search_table(config: &SearchConfig, result: &SearchResult) -> String {
     let sla = &result.sla;
@@ -311,6 +377,9 @@ pub fn search_table(config: &SearchConfig, result: &SearchResult) -> String {
         out.push_str(&launch_commands(&result.top));
     } else {
         out.push_str("no feasible configuration");
+        if result.binding.is_none() && result.evaluated == 0 {
+            out.push_str(&nothing_simulated(config, result));
+        }
         if let Some(binding) = &result.binding {
             out.push_str(&format!(
                 ": {} is the binding limit: the nearest configuration reaches {} {} = {:.1} ms against {} ms (+{:.0}%); the lowest TTFT of any configuration is {:.1} ms and the lowest ITL {:.2} ms",
@@ -351,7 +420,10 @@ pub fn search_table(config: &SearchConfig, result: &SearchResult) -> String {
 
 /// `sglsim profile`.
 pub fn profile(args: &ProfileArgs) -> Result<Outcome> {
-    let model = load_model_as(&args.model, args.dtype.as_deref())?;
+    let mut model = load_model_as(&args.model, args.dtype.as_deref())?;
+    apply_context_length(&mut model, args.context_length)?;
+    check_lengths(args.isl, args.osl, model.max_context_tokens)?;
+    check_cuda_graph_max_bs(args.cuda_graph_max_bs)?;
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
     let coefficients = load_coefficients(args.profile.as_deref())?;
     let mut server = ServerArgs::sglang_defaults();
@@ -360,7 +432,7 @@ pub fn profile(args: &ProfileArgs) -> Result<Outcome> {
     server.cuda_graph_max_bs = args.cuda_graph_max_bs;
     server.mem_fraction_static = args.mem_fraction_static;
     let checked = |step: StepModel, role: &str| -> Result<StepModel> {
-        if let Some(reason) = step.memory().shortfall() {
+        if let Some(reason) = shortfall(&step) {
             bail!("{role} engine {} does not fit: {reason}", step.mapping());
         }
         Ok(step)

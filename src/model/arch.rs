@@ -312,6 +312,11 @@ impl ModelSpec {
     }
 }
 
+/// Largest integer a config.json field may hold: 2^24. The largest in any published config is
+/// Llama 4 Scout's 10,485,760-token `max_position_embeddings`; bounding every field here keeps the
+/// products of sizes the cost model forms (heads × head dim × hidden, vocabulary × hidden) inside `u64`.
+pub const MAX_CONFIG_INTEGER: u64 = 1 << 24;
+
 struct Fields<'a> {
     config: &'a Value,
     path: &'a str,
@@ -326,11 +331,16 @@ impl Fields<'_> {
         }
     }
 
+    /// A positive integer field no larger than [`MAX_CONFIG_INTEGER`], or `None` when absent or null.
     fn optional_u64(&self, field: &str) -> Result<Option<u64>> {
         match self.config.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(value) => match value.as_u64() {
                 Some(0) => Err(self.bad(field, "is 0; expected a positive integer".into())),
+                Some(number) if number > MAX_CONFIG_INTEGER => Err(self.bad(
+                    field,
+                    format!("is {number}; expected at most {MAX_CONFIG_INTEGER}, above any published model's"),
+                )),
                 Some(number) => Ok(Some(number)),
                 None => Err(self.bad(field, format!("is {value}; expected a positive integer"))),
             },

@@ -182,6 +182,7 @@ impl SearchConfig {
                 "at least 2 tokens (ITL needs two output tokens)",
             ));
         }
+        self.validate_lengths()?;
         for (field, value) in [("--ttft", self.sla.ttft_ms), ("--itl", self.sla.itl_ms)] {
             if !(value.is_finite() && value > 0.0) {
                 return Err(bad(field, value.to_string(), "a positive number of milliseconds"));
@@ -191,11 +192,22 @@ impl SearchConfig {
             Some(Load::Concurrency { n_clients: 0 }) => {
                 return Err(bad("--concurrency", "0".into(), "at least 1"));
             }
-            Some(Load::RequestRate { rate_per_s }) if !(rate_per_s.is_finite() && rate_per_s > 0.0) => {
+            Some(Load::Concurrency { n_clients }) if n_clients > MAX_SEARCH_CLIENTS => {
+                return Err(bad(
+                    "--concurrency",
+                    n_clients.to_string(),
+                    &format!(
+                        "at most {MAX_SEARCH_CLIENTS} clients (each simulation holds two requests per client, one simulation per thread)"
+                    ),
+                ));
+            }
+            Some(Load::RequestRate { rate_per_s })
+                if !(rate_per_s.is_finite() && (MIN_SEARCH_RATE_PER_S..=MAX_SEARCH_RATE_PER_S).contains(&rate_per_s)) =>
+            {
                 return Err(bad(
                     "--request-rate",
                     rate_per_s.to_string(),
-                    "a positive, finite number of requests/s",
+                    &format!("a rate from {MIN_SEARCH_RATE_PER_S} to {MAX_SEARCH_RATE_PER_S} requests/s"),
                 ));
             }
             _ => {}
@@ -206,12 +218,57 @@ impl SearchConfig {
         if self.max_simulations == 0 {
             return Err(bad("--max-simulations", "0".into(), "at least 1"));
         }
-        if self.n_threads == Some(0) {
-            return Err(bad("--threads", "0".into(), "at least 1"));
+        if let Some(n_threads) = self.n_threads.filter(|n| !(1..=MAX_SEARCH_THREADS).contains(n)) {
+            return Err(bad(
+                "--threads",
+                n_threads.to_string(),
+                &format!("between 1 and {MAX_SEARCH_THREADS} (each thread has its own stack)"),
+            ));
         }
         Ok(())
     }
 }
+
+impl SearchConfig {
+    /// Lengths: the longest request the draws are expected to make (mean + 5σ for normal lengths)
+    /// must fit the model's context window under SGLang's rule, which refuses it with HTTP 400.
+    fn validate_lengths(&self) -> Result<()> {
+        if let LengthDistribution::Normal { isl_std, osl_std } = self.workload.lengths {
+            for (field, std) in [("--isl-std", isl_std), ("--osl-std", osl_std)] {
+                if !(std.is_finite() && std >= 0.0) {
+                    return Err(Error::BadValue {
+                        field: field.into(),
+                        value: std.to_string(),
+                        expected: "a finite standard deviation of at least 0 tokens".into(),
+                    });
+                }
+            }
+        }
+        let (isl, osl) = self.workload.max_lengths_tokens();
+        crate::sim::limits::check_context(isl, osl, self.model.max_context_tokens).map_err(|e| Error::BadValue {
+            field: "--isl/--osl".into(),
+            value: format!("{} and {}", self.workload.isl, self.workload.osl),
+            expected: format!(
+                "requests within the context window ({}); raise it with --context-length",
+                crate::sim::limits::strip_kind(e)
+            ),
+        })
+    }
+}
+
+/// Most clients a search takes: a survivor's simulation holds a warm-up wave of one request per
+/// client and at most as many measured requests (about 330 bytes each), one simulation per thread,
+/// so 100,000 clients stay near 70 MB per thread.
+pub const MAX_SEARCH_CLIENTS: u64 = 100_000;
+/// Highest request rate a search takes, requests/s: at the 60 s of queueing the search's sizing
+/// allows a request, 1,000 requests/s keeps 60,000 in flight, within the bound on clients.
+pub const MAX_SEARCH_RATE_PER_S: f64 = 1_000.0;
+/// Most worker threads a search takes: more than any machine's cores (the answer does not depend
+/// on them), and few enough that their stacks cannot exhaust memory.
+pub const MAX_SEARCH_THREADS: usize = 1024;
+/// Lowest request rate a search takes, requests/s: the 32 requests a simulation measures then
+/// arrive within a day, well inside the simulator's span (`sim::limits::MAX_ARRIVAL_S`).
+pub const MIN_SEARCH_RATE_PER_S: f64 = 1e-3;
 
 /// The name of a percentile as flags and reports spell it.
 pub fn percentile_name(percentile: Percentile) -> &'static str {

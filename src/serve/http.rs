@@ -94,7 +94,18 @@ struct AppState {
     scheduler: SchedulerConfig,
     model_path: String,
     server_info: Value,
+    /// The served context window (SGLang's `context_len`), tokens.
+    context_tokens: u64,
 }
+
+/// How long a connection may take to send a request's headers, and how long an idle keep-alive
+/// connection is kept: uvicorn's `timeout_keep_alive` default (5 s), under which SGLang's HTTP
+/// server runs. A client that opens a connection and sends half a request is dropped after it, so
+/// half-open connections cannot hold the server's file descriptors and starve health checks.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request's body may take to arrive once its headers have, for the same reason.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Binds the socket, starts the step loop and the HTTP server, and returns at once.
 pub fn spawn(config: ServeConfig) -> Result<ServeHandle, ServeError> {
@@ -114,6 +125,7 @@ pub fn spawn(config: ServeConfig) -> Result<ServeHandle, ServeError> {
     let engine_config = LiveEngineConfig::from_engine_spec(&engine_spec(&config.step_model, Role::Aggregated));
     let scheduler = engine_config.scheduler.clone();
     let server_info = server_info(&config);
+    let context_tokens = config.step_model.model().max_context_tokens;
     let counters = Arc::new(Counters::default());
     let engine = LiveEngine::new(config.step_model, engine_config);
     let submissions = spawn_step_loop(engine, config.time_scale, counters.clone())?;
@@ -124,6 +136,7 @@ pub fn spawn(config: ServeConfig) -> Result<ServeHandle, ServeError> {
         scheduler,
         model_path: config.model_path,
         server_info,
+        context_tokens,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -138,14 +151,8 @@ pub fn spawn(config: ServeConfig) -> Result<ServeHandle, ServeError> {
             let result = runtime.block_on(async move {
                 let listener =
                     tokio::net::TcpListener::from_std(listener).map_err(|e| ServeError::Runtime(format!("cannot listen: {e}")))?;
-                // Without TCP_NODELAY, Nagle's algorithm holds each small SSE chunk until the client's
-                // delayed ACK (up to 40 ms), bunching tokens together.
-                let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
-                    let _ = stream.set_nodelay(true);
-                });
-                let server = std::future::IntoFuture::into_future(axum::serve(listener, router(state)));
                 tokio::select! {
-                    result = server => result.map_err(|e| ServeError::Runtime(e.to_string())),
+                    result = accept_loop(listener, router(state)) => result,
                     _ = shutdown_receiver => Ok(()),
                 }
             });
@@ -158,6 +165,34 @@ pub fn spawn(config: ServeConfig) -> Result<ServeHandle, ServeError> {
         shutdown: Some(shutdown_sender),
         thread: Some(thread),
     })
+}
+
+/// Accepts connections and serves each on its own task with HTTP/1.1 keep-alive and
+/// [`HEADER_READ_TIMEOUT`]. A failed accept (out of file descriptors, a connection reset before it
+/// was taken) is waited out briefly rather than ending the server.
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router) -> Result<(), ServeError> {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Without TCP_NODELAY, Nagle's algorithm holds each small SSE chunk until the client's
+        // delayed ACK (up to 40 ms), bunching tokens together.
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .keep_alive(true);
+            // A connection ends with an error when its client vanishes or times out; nothing to report.
+            let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+        });
+    }
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -213,21 +248,45 @@ fn error_response(status: StatusCode, message: &str) -> Response {
     (status, Json(protocol::error_body(message, status.as_u16()))).into_response()
 }
 
-async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Response {
     answer(state, Api::Completions, body).await
 }
 
-async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) -> Response {
     answer(state, Api::Chat, body).await
 }
 
-async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn generate(State(state): State<Arc<AppState>>, body: Body) -> Response {
     answer(state, Api::Generate, body).await
 }
 
-async fn answer(state: Arc<AppState>, api: Api, body: Bytes) -> Response {
+/// Largest request body, bytes: a prompt of 10M token ids (the longest context of any model) as JSON.
+const MAX_BODY_BYTES: usize = 128 << 20;
+
+/// Reads a body within [`BODY_READ_TIMEOUT`] and [`MAX_BODY_BYTES`].
+async fn read_body(body: Body) -> Result<Bytes, Response> {
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the request body (at most {MAX_BODY_BYTES} bytes): {error}"),
+        )),
+        Err(_) => Err(error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
+async fn answer(state: Arc<AppState>, api: Api, body: Body) -> Response {
     let received_at = std::time::Instant::now();
-    let request = match protocol::parse_request(api, &body, &state.model_path) {
+    let body = match read_body(body).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let request = match protocol::parse_request(api, &body, &state.model_path)
+        .and_then(|request| protocol::check_context(&request, state.context_tokens).map(|()| request))
+    {
         Ok(request) => request,
         Err(error) => return error_response(StatusCode::BAD_REQUEST, &error.to_string()),
     };

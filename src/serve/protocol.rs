@@ -143,6 +143,7 @@ pub fn parse_request(api: Api, body: &[u8], served_model: &str) -> Result<Genera
             (isl, osl)
         }
     };
+    check_single_choice(api, &value)?;
     Ok(GenerationRequest {
         api,
         isl,
@@ -151,6 +152,29 @@ pub fn parse_request(api: Api, body: &[u8], served_model: &str) -> Result<Genera
         include_usage: flag(&value["stream_options"]["include_usage"], "stream_options.include_usage")?,
         model,
     })
+}
+
+/// `n` (choices per request; `sampling_params.n` for `/generate`): the twin answers one choice per
+/// request, so any other count is refused rather than silently answered with one.
+fn check_single_choice(api: Api, value: &Value) -> Result<(), ServeError> {
+    let (field, n) = match api {
+        Api::Generate => ("sampling_params.n", &value["sampling_params"]["n"]),
+        Api::Completions | Api::Chat => ("n", &value["n"]),
+    };
+    match n {
+        Value::Null => Ok(()),
+        n if n.as_u64() == Some(1) => Ok(()),
+        other => Err(bad(format!(
+            "{field} = {other} is not supported: sglsim serve generates one choice per request (n = 1)"
+        ))),
+    }
+}
+
+/// SGLang's length check (`TokenizerManager._validate_one_request`) against the served context
+/// window: an input as long as the window, or input plus output beyond it, is refused with
+/// SGLang's own message (HTTP 400).
+pub fn check_context(request: &GenerationRequest, context_tokens: u64) -> Result<(), ServeError> {
+    crate::sim::limits::check_context(request.isl, request.osl, context_tokens).map_err(|e| bad(crate::sim::limits::strip_kind(e)))
 }
 
 /// The text of output token `index` of request `request_id`.
@@ -321,10 +345,31 @@ mod tests {
             (Api::Chat, r#"{"messages":[]}"#, "messages"),
             (Api::Generate, r#"{"input_ids":[[1],[2]]}"#, "batched"),
             (Api::Generate, r#"{"text":"a","stream":"yes"}"#, "stream"),
+            (Api::Completions, r#"{"prompt":"a","n":5}"#, "n = 5 is not supported"),
+            (Api::Chat, r#"{"messages":[{"role":"user","content":"a"}],"n":2}"#, "one choice"),
+            (Api::Generate, r#"{"text":"a","sampling_params":{"n":3}}"#, "sampling_params.n = 3"),
+            (Api::Completions, r#"{"prompt":"a","max_tokens":1e12}"#, "max_tokens"),
         ] {
             let error = parse(api, body).unwrap_err().to_string();
             assert!(error.contains(needle), "{body}: {error}");
         }
+    }
+
+    #[test]
+    fn one_choice_is_accepted_and_lengths_follow_sglangs_context_rule() {
+        assert!(parse(Api::Completions, r#"{"prompt":"a","n":1}"#).is_ok());
+        // Qwen3-8B's 40,960-token window: a 50,000-token prompt and a 1e12-token completion are refused.
+        let long = parse(Api::Completions, &format!(r#"{{"prompt":{:?},"max_tokens":8}}"#, vec![1; 50_000])).unwrap();
+        let error = check_context(&long, 40_960).unwrap_err().to_string();
+        assert!(
+            error.contains("The input (50000 tokens) is longer than the model's context length (40960 tokens)."),
+            "{error}"
+        );
+        let greedy = parse(Api::Completions, r#"{"prompt":[1,2],"max_tokens":1000000000000}"#).unwrap();
+        let error = check_context(&greedy, 40_960).unwrap_err().to_string();
+        assert!(error.contains("You requested a total of 1000000000002 tokens"), "{error}");
+        let fits = parse(Api::Completions, r#"{"prompt":[1,2],"max_tokens":40958}"#).unwrap();
+        assert!(check_context(&fits, 40_960).is_ok());
     }
 
     #[test]

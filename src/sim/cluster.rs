@@ -306,7 +306,10 @@ fn validate(deployment: &Deployment<'_>, workload: &[RequestSpec]) -> Result<()>
     }
     for engine in &deployment.engines {
         let capacity = engine.scheduler.kv_capacity_tokens;
-        if let Some(spec) = workload.iter().find(|r| r.isl + r.osl.min(CLIP_MAX_NEW_TOKENS) >= capacity) {
+        if let Some(spec) = workload
+            .iter()
+            .find(|r| r.isl.saturating_add(r.osl.min(CLIP_MAX_NEW_TOKENS)) >= capacity)
+        {
             return Err(Error::BadDeployment(format!(
                 "a request of {} input + {} output tokens does not fit the KV pool of {capacity} tokens per rank",
                 spec.isl, spec.osl

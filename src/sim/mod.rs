@@ -8,6 +8,7 @@
 //! - [`metrics`]: what clients measure (TTFT, ITL, TPOT, E2E, throughput, goodput).
 //! - [`time`]: integer simulated time.
 //! - [`deploy`]: builds engines from the cost model's step models.
+//! - [`limits`]: the bounds of a run (requests, lengths, arrival times) and SGLang's context-length rule.
 //!
 //! The simulator does no IO and reads no clock: a run is a pure function of deployment, workload
 //! and seed. It reaches the cost model only through [`cluster::StepTimer`].
@@ -15,6 +16,7 @@
 pub mod cluster;
 pub mod deploy;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod request;
 pub mod scheduler;

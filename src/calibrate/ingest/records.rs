@@ -43,10 +43,12 @@ pub fn parse_bench_records(text: &str, path: &str) -> Result<(Vec<MeasuredPoint>
         groups.entry(key).or_default().push(record);
     }
     for ((concurrency, rate, osl), n) in &n_errors {
-        warnings.push(format!(
-            "{path}: {n} failed requests at concurrency {concurrency:?} rate {:?} osl {osl} left out",
-            rate.map(f64::from_bits)
-        ));
+        let load = match (concurrency, rate.map(f64::from_bits)) {
+            (Some(clients), _) => format!("concurrency {clients}"),
+            (None, Some(rate_per_s)) => format!("request rate {rate_per_s}/s"),
+            (None, None) => "request rate inf".to_string(),
+        };
+        warnings.push(format!("{path}: {n} failed requests at {load}, osl {osl}, left out"));
     }
     let mut points = Vec::new();
     for ((concurrency, rate_bits, osl_requested), records) in groups {

@@ -235,6 +235,11 @@ fn bench_records_group_by_load_and_length_and_compute_client_metrics() {
     let (points, warnings) = parse_bench_records(&text, "bench.jsonl").unwrap();
     assert_eq!(points.len(), 3, "{points:?}");
     assert_eq!(warnings.len(), 2, "{warnings:?}");
+    // The load as a user writes it, not Rust's `Some(4)` (issue 13).
+    assert!(
+        warnings.contains(&"bench.jsonl: 1 failed requests at concurrency 4, osl 3, left out".to_string()),
+        "{warnings:?}"
+    );
     let first = &points[0];
     assert!(matches!(
         first.workload,
