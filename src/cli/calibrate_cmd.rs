@@ -147,7 +147,8 @@ fn model_name(args: &CalibrateArgs, ingested: &Ingested) -> Result<String> {
     }
 }
 
-fn fit_config(args: &CalibrateArgs, engine: EngineConfig) -> FitConfig {
+/// How `calibrate` fits: the flags' choice, prior, iterations and leave-one-out.
+pub(super) fn fit_config(args: &CalibrateArgs, engine: EngineConfig) -> FitConfig {
     FitConfig {
         engine,
         choice: if args.coefficients.is_empty() {
@@ -377,14 +378,15 @@ fn fit_table(profile: &Profile, report: &FitReport, ingested: &Ingested, warning
         report.targets.len()
     );
     out.push_str(&format!(
-        "  fit: {} iterations, {} evaluations ({}); cost {:.4} -> {:.4}\n\n",
+        "  fit: {}, {} iterations, {} evaluations ({}); cost {:.4} -> {:.4}\n\n",
+        report.solver,
         report.iterations,
         report.evaluations,
         report.termination.to_lowercase(),
         report.cost_before,
         report.cost_after
     ));
-    out.push_str("  coefficient                 start      fitted    change  sensitivity  status\n");
+    out.push_str("  coefficient                 start      fitted    change  sensitivity     std err  95% interval          status\n");
     for coefficient in &report.fitted {
         let status = match coefficient.status {
             CoefficientStatus::Moved => "moved",
@@ -396,9 +398,13 @@ fn fit_table(profile: &Profile, report: &FitReport, ingested: &Ingested, warning
         } else {
             status.to_string()
         };
+        let std_err = coefficient.std_err.map_or("-".to_string(), |e| format!("{e:.4}"));
+        let interval = coefficient
+            .ci95
+            .map_or("-".to_string(), |[low, high]| format!("[{low:.4}, {high:.4}]"));
         out.push_str(&format!(
-            "  {:<22} {:>10.4} {:>11.4} {:>8.1}% {:>12.3}  {status}\n",
-            coefficient.name, coefficient.start, coefficient.fitted, coefficient.change_pct, coefficient.sensitivity
+            "  {:<22} {:>10.4} {:>11.4} {:>8.1}% {:>12.3} {:>11}  {:<20}  {status}\n",
+            coefficient.name, coefficient.start, coefficient.fitted, coefficient.change_pct, coefficient.sensitivity, std_err, interval
         ));
     }
     out.push_str("\n  point                          metric         measured     before      after    LOO\n");
