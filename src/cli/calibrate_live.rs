@@ -154,8 +154,45 @@ pub fn calibrate_live(args: &CalibrateArgs, url: &str) -> Result<Outcome> {
         ingest_path(path, &mut ingested)?;
     }
     prepare_for_fit(&mut ingested, time_scale);
+    ingested.warnings.extend(at_returned_lengths(&mut ingested.points));
     ingested.warnings.splice(0..0, notes.into_iter().chain(warnings));
     fit_and_report(args, model, engine, &ingested, Some(&plan))
+}
+
+/// Mean output tokens of a records file's completed, measured requests (None without any).
+fn mean_returned_tokens(path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let returned: Vec<u64> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<BenchRecord>(line).ok())
+        .filter(|r| r.status == RecordStatus::Ok && !r.warmup)
+        .map(|r| r.output_tokens)
+        .collect();
+    (!returned.is_empty()).then(|| returned.iter().sum::<u64>() as f64 / returned.len() as f64)
+}
+
+/// Fits served points at the output length the server returned, where it ended requests before
+/// the length asked for (a server that ignores or refuses `min_tokens`/`ignore_eos` stops at EOS);
+/// returns a note per point changed.
+fn at_returned_lengths(points: &mut [MeasuredPoint]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for point in points.iter_mut() {
+        let Workload::Served { osl_tokens, .. } = &mut point.workload else {
+            continue;
+        };
+        let Some(mean) = mean_returned_tokens(&point.provenance.path) else {
+            continue;
+        };
+        let returned = (mean.round() as u64).max(1);
+        if returned != *osl_tokens {
+            notes.push(format!(
+                "{}: the server returned {mean:.1} output tokens on average, not the {} asked for; fitted at {returned}",
+                point.provenance.path, osl_tokens
+            ));
+            *osl_tokens = returned;
+        }
+    }
+    notes
 }
 
 /// Measured points as the fit takes them: in simulated time, without closed-loop TTFT above concurrency 1.
@@ -226,35 +263,44 @@ fn negotiate_shape(url: &str, served_model: &str, endpoint: Endpoint, seed: u64,
             token_id_prompts: false,
         });
     }
-    let mut refusals: Vec<String> = Vec::new();
+    let mut refusals: Vec<(RequestShape, String)> = Vec::new();
     for shape in shapes {
         let Some(error) = probe_error(&config, shape)? else {
+            // The answer to the form that differed from the accepted one only in the field given up.
+            let answer_to = |form: RequestShape| refusals.iter().find(|(s, _)| *s == form).map_or("", |(_, e)| e.as_str());
             if !shape.length_extensions {
                 warnings.push(format!(
                     "{url} refused SGLang's min_tokens/ignore_eos ({}): requests bound their length with max_tokens alone, \
                      and each point is fitted at the output length the server actually returned",
-                    refusals.first().map_or("", String::as_str)
+                    answer_to(RequestShape {
+                        length_extensions: true,
+                        ..shape
+                    })
                 ));
             }
             if !shape.token_id_prompts {
                 warnings.push(format!(
                     "{url} refused token-id prompts ({}): sending text prompts of ISL words instead \
                      (input lengths are then approximate: the server's tokenizer decides them)",
-                    refusals.last().map_or("", String::as_str)
+                    answer_to(RequestShape {
+                        token_id_prompts: true,
+                        ..shape
+                    })
                 ));
             }
             return Ok(shape);
         };
         // Only a refusal of the request's form (HTTP 4xx) is worth another form.
         let refused = error.starts_with("http 4");
-        refusals.push(error);
+        refusals.push((shape, error));
         if !refused {
             break;
         }
     }
+    let answers: Vec<&str> = refusals.iter().map(|(_, e)| e.as_str()).collect();
     bail!(
         "{url} answered no calibration request: {} (every request form was tried: with and without min_tokens/ignore_eos{})",
-        refusals.join("; "),
+        answers.join("; "),
         if endpoint == Endpoint::Completions {
             ", token ids and text prompts"
         } else {
@@ -410,7 +456,7 @@ impl LiveSweep<'_> {
             let elapsed_s = self.started.elapsed().as_secs_f64();
             let projected_s = point.estimated_s * pace.ratio();
             if elapsed_s + projected_s > self.args.budget {
-                warnings.push(format!(
+                let warning = format!(
                     "{label} {}/{} ({}) skipped: at the measured pace ({:.2} s of wall time per planned second) it would end at {:.0} s, \
                      past the --budget of {:.0} s",
                     index + 1,
@@ -419,7 +465,9 @@ impl LiveSweep<'_> {
                     pace.ratio(),
                     elapsed_s + projected_s,
                     self.args.budget
-                ));
+                );
+                eprintln!("{warning}");
+                warnings.push(warning);
                 continue;
             }
             eprintln!(
@@ -510,6 +558,7 @@ impl LiveSweep<'_> {
             ingest_path(path, &mut ingested)?;
         }
         prepare_for_fit(&mut ingested, time_scale);
+        at_returned_lengths(&mut ingested.points);
         let Some((worst, relative_width)) = worst_identified(self.args, engine, &ingested) else {
             return Ok(Vec::new());
         };
