@@ -103,7 +103,7 @@ pub struct CalibrateArgs {
     /// Weight of the prior pulling each coefficient toward its start (0: none).
     #[arg(long, default_value_t = 0.3, value_parser = parse_prior_weight)]
     pub prior_weight: f64,
-    /// Solver iterations of the fit.
+    /// Most solver iterations of the fit (Levenberg–Marquardt stops at convergence, well before).
     #[arg(long, default_value_t = 400)]
     pub max_iters: u64,
     /// Skip the leave-one-out refits.
