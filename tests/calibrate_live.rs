@@ -196,6 +196,7 @@ fn wall_clock_live_calibration_predicts_held_out_workloads_issue_4() {
     let report = out.json();
     let fit_error = number(&report, "fit.median_ape_after_pct");
     let (n_covered, n_intervals, coverage_table) = coverage(&report, &truth);
+    let n_extra = out.stderr.matches("\nextra run ").count();
 
     let mut measured_vs_fitted = (Vec::new(), Vec::new());
     let mut fitted_vs_truth = (Vec::new(), Vec::new());
@@ -214,7 +215,7 @@ fn wall_clock_live_calibration_predicts_held_out_workloads_issue_4() {
         fitted_vs_truth.1.push(ape(tpot_fit, tpot_true));
     }
     let summary = format!(
-        "{coverage_table}{table}fit error {fit_error:.1}%; |error| % measured vs fitted: TTFT {:.1?} TPOT {:.1?}; fitted vs true: TTFT {:.1?} TPOT {:.1?}; \
+        "{coverage_table}{table}{n_extra} extra runs; fit error {fit_error:.1}%; |error| % measured vs fitted: TTFT {:.1?} TPOT {:.1?}; fitted vs true: TTFT {:.1?} TPOT {:.1?}; \
          true value inside the 95% interval for {n_covered} of {n_intervals} fitted coefficients",
         measured_vs_fitted.0, measured_vs_fitted.1, fitted_vs_truth.0, fitted_vs_truth.1
     );
@@ -412,10 +413,14 @@ fn a_server_refusing_every_request_stops_before_the_sweep_with_its_message() {
         refuse_all: true,
         ..Behaviour::default()
     });
+    let dir = temp_dir();
+    let work = dir.path().join("work");
     let mut args = FAKE_ENGINE.to_vec();
-    args.extend(["--budget", "25s"]);
+    args.extend(["--budget", "25s", "--work-dir", work.to_str().unwrap()]);
     let out = calibrate(&server.url, &args);
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    // Stopped before anything was written.
+    assert!(!work.exists());
     assert!(out.stderr.contains("answered no calibration request: http 422: "), "{}", out.stderr);
     assert!(out.stderr.contains("this server takes no requests today"), "{}", out.stderr);
     assert!(!out.stderr.contains("\nrun 1/"), "{}", out.stderr);

@@ -107,6 +107,15 @@ pub fn calibrate_live(args: &CalibrateArgs, url: &str) -> Result<Outcome> {
     }
     eprint!("{}", plan_table(model, &step, &plan));
 
+    let endpoint = match args.endpoint {
+        EndpointFlag::Completions => Endpoint::Completions,
+        EndpointFlag::Chat => Endpoint::Chat,
+    };
+    // The first request finds what the server accepts, before anything is written or run.
+    let shape = match aiperf {
+        None => negotiate_shape(url, &served_model, endpoint, args.seed, &mut warnings)?,
+        Some(_) => RequestShape::default(),
+    };
     let work_dir = work_dir(args);
     std::fs::create_dir_all(&work_dir).with_context(|| format!("cannot create {}", work_dir.display()))?;
     if !args.resume {
@@ -114,13 +123,8 @@ pub fn calibrate_live(args: &CalibrateArgs, url: &str) -> Result<Outcome> {
     }
     std::fs::write(work_dir.join("plan.json"), format!("{}\n", serde_json::to_string_pretty(&plan)?))
         .with_context(|| format!("cannot write {}", work_dir.join("plan.json").display()))?;
-    let endpoint = match args.endpoint {
-        EndpointFlag::Completions => Endpoint::Completions,
-        EndpointFlag::Chat => Endpoint::Chat,
-    };
     let point_paths = match aiperf {
         None => {
-            let shape = negotiate_shape(url, &served_model, endpoint, args.seed, &mut warnings)?;
             let sweep = LiveSweep {
                 args,
                 url,
@@ -210,6 +214,10 @@ fn prepare_for_fit(ingested: &mut Ingested, time_scale: f64) {
     }
 }
 
+/// Limit on the probe request, seconds: 16 tokens in and 4 out take well under a second on any
+/// server that works, and a hung one should not hold the run for [`LIVE_TIMEOUT_S`].
+const PROBE_TIMEOUT_S: f64 = 60.0;
+
 /// One request of the sweep's shape (16 tokens in, 4 out), to learn what the server accepts.
 fn probe_config(url: &str, served_model: &str, endpoint: Endpoint, seed: u64) -> BenchConfig {
     BenchConfig {
@@ -225,7 +233,7 @@ fn probe_config(url: &str, served_model: &str, endpoint: Endpoint, seed: u64) ->
             n_warmup: 0,
             seed,
         },
-        timeout_s: LIVE_TIMEOUT_S,
+        timeout_s: PROBE_TIMEOUT_S,
         records_path: None,
         max_tries: CONNECT_TRIES,
         initial_backoff_s: CONNECT_BACKOFF_S,
@@ -268,6 +276,7 @@ fn negotiate_shape(url: &str, served_model: &str, endpoint: Endpoint, seed: u64,
         let Some(error) = probe_error(&config, shape)? else {
             // The answer to the form that differed from the accepted one only in the field given up.
             let answer_to = |form: RequestShape| refusals.iter().find(|(s, _)| *s == form).map_or("", |(_, e)| e.as_str());
+            let n_before = warnings.len();
             if !shape.length_extensions {
                 warnings.push(format!(
                     "{url} refused SGLang's min_tokens/ignore_eos ({}): requests bound their length with max_tokens alone, \
@@ -287,6 +296,9 @@ fn negotiate_shape(url: &str, served_model: &str, endpoint: Endpoint, seed: u64,
                         ..shape
                     })
                 ));
+            }
+            for warning in &warnings[n_before..] {
+                eprintln!("warning: {warning}");
             }
             return Ok(shape);
         };
