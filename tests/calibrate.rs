@@ -157,3 +157,61 @@ fn live_calibration_plans_within_the_budget_on_a_dry_run() {
     assert_eq!(tiny.code, 2);
     assert!(tiny.stderr.contains("a fit needs at least 3"), "{}", tiny.stderr);
 }
+
+/// Issue 13: a failed `--from` fit says why each file was skipped (not only with `--dry-run`).
+#[test]
+fn calibrate_from_says_why_files_were_skipped_when_it_cannot_fit() {
+    let dir = temp_dir();
+    let unknown = dir.path().join("notes.json");
+    std::fs::write(&unknown, "{\"a\": 1}\n").unwrap();
+    let out = sglsim_args(&[
+        "calibrate",
+        "--from",
+        unknown.to_str().unwrap(),
+        "--gpu",
+        "h100",
+        "--model",
+        "Qwen/Qwen3-8B",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("refusing to fit: 0 usable measured points"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("warning: {}:", unknown.display())), "{}", out.stderr);
+}
+
+/// Issue 13: an `--out` that cannot be written is found before the fit, and nothing is left behind.
+#[test]
+fn an_unwritable_out_is_refused_before_the_fit() {
+    let dir = temp_dir();
+    let missing = dir.path().join("no-such-folder").join("p.json");
+    let out = sglsim_args(&[
+        "calibrate",
+        "--from",
+        DYNAMO,
+        "--gpu",
+        "h200",
+        "--model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--out",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    // Refused up front: no fit was run (no report on stdout).
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    let folder = sglsim_args(&[
+        "calibrate",
+        "--from",
+        DYNAMO,
+        "--gpu",
+        "h200",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(folder.code, 2);
+    assert!(
+        folder.stderr.contains("is a folder: give the profile's file path"),
+        "{}",
+        folder.stderr
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left behind");
+}

@@ -160,11 +160,15 @@ fn ape(predicted: f64, measured: f64) -> f64 {
 /// one-minute live sweep (`--budget 60s`), and `predict --profile` with the fitted profile is
 /// compared with what the client measures on workloads the sweep did not run.
 ///
-/// The twin runs 5× faster than real time so that the test takes about 20 s; that magnifies the
-/// client's and the HTTP path's own latency (about 1.5 ms a request in a debug build) to about
-/// 8 ms of simulated TTFT, which the fit takes into `prefill_fixed_ms`.
-/// Measured here (2 cores, debug build, alone): fit error 0.5-0.6%; measured vs fitted TTFT 4.9-7.6%,
-/// 3.9-6.2%, 1.2-1.7% and TPOT 2.4-3.7%, 0.9-1.1%, 2.5-2.7% (three runs).
+/// The twin runs 2× faster than real time so that the test takes about a minute; that doubles the
+/// client's and the HTTP path's own latency in simulated TTFT, which the fit takes into
+/// `prefill_fixed_ms` (at 5× a loaded machine's scheduling delays, magnified five times, put the
+/// held-out TTFT of 2 runs in 6 past 20%). It depends on wall-clock speed, so `cargo test` skips it (`#[ignore]`) and
+/// `.ci/run` runs it as its own step in a release build: in a debug build on a loaded 2-core
+/// machine the twin and the client fall behind 128 concurrent streams, and the measured TPOT of
+/// that point is the machine's, not the model's (issue 13: TTFT error 23.7%, fit error 11.5%).
+/// It also checks issue 15's intervals: most of the twin's true (perturbed) coefficients lie
+/// inside the 95% intervals `calibrate` reports.
 /// In real time (release build, by hand; README's `sglsim calibrate` section) the fit error goes
 /// from 18.5% to 0.5% and five held-out workloads (these three, 2000/200 at concurrency 16 and
 /// 400/400 at 32) give TTFT within 0.5–3.1% (median 1.7%) and TPOT within 0.0–2.5% (median 0.3%);
@@ -172,9 +176,10 @@ fn ape(predicted: f64, measured: f64) -> f64 {
 /// and TPOT within 0.7–2.5% (median 1.1%): AIPerf's client adds 1–2 ms to every TTFT it measures,
 /// which the fit keeps and `sglsim bench` does not see.
 #[test]
-fn issue_4_live_calibration_predicts_held_out_workloads() {
+#[ignore = "wall-clock: runs in real time against a live twin; .ci/run runs it as its own step (cargo test --release --test integration -- --ignored wall_clock)"]
+fn wall_clock_live_calibration_predicts_held_out_workloads_issue_4() {
     let _quiet = timing_lock();
-    const TIME_SCALE: f64 = 5.0;
+    const TIME_SCALE: f64 = 2.0;
     let truth = perturb(&Coefficients::defaults(), 0.3, 1).unwrap();
     let server = qwen3_8b_twin(truth.clone(), TIME_SCALE);
     let dir = temp_dir();
@@ -187,9 +192,11 @@ fn issue_4_live_calibration_predicts_held_out_workloads() {
         &["--budget", "60s", "--no-loo", "--out", fitted.to_str().unwrap(), "--json"],
     );
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("5× faster than real time"), "{}", out.stderr);
+    assert!(out.stderr.contains("2× faster than real time"), "{}", out.stderr);
     let report = out.json();
     let fit_error = number(&report, "fit.median_ape_after_pct");
+    let (n_covered, n_intervals, coverage_table) = coverage(&report, &truth);
+    let n_extra = out.stderr.matches("\nextra run ").count();
 
     let mut measured_vs_fitted = (Vec::new(), Vec::new());
     let mut fitted_vs_truth = (Vec::new(), Vec::new());
@@ -208,16 +215,55 @@ fn issue_4_live_calibration_predicts_held_out_workloads() {
         fitted_vs_truth.1.push(ape(tpot_fit, tpot_true));
     }
     let summary = format!(
-        "{table}fit error {fit_error:.1}%; |error| % measured vs fitted: TTFT {:.1?} TPOT {:.1?}; fitted vs true: TTFT {:.1?} TPOT {:.1?}",
+        "{coverage_table}{table}{n_extra} extra runs; fit error {fit_error:.1}%; |error| % measured vs fitted: TTFT {:.1?} TPOT {:.1?}; fitted vs true: TTFT {:.1?} TPOT {:.1?}; \
+         true value inside the 95% interval for {n_covered} of {n_intervals} fitted coefficients",
         measured_vs_fitted.0, measured_vs_fitted.1, fitted_vs_truth.0, fitted_vs_truth.1
     );
     eprintln!("{summary}");
+    // Most true values inside their intervals: the intervals are honest about what the sweep pins down.
+    assert!(2 * n_covered > n_intervals && n_intervals >= 3, "{summary}");
     assert!(fit_error < 8.0, "{summary}");
     assert!(median(measured_vs_fitted.1.clone()) < 6.0, "{summary}");
     assert!(measured_vs_fitted.1.iter().all(|e| *e < 10.0), "{summary}");
     assert!(median(measured_vs_fitted.0.clone()) < 10.0, "{summary}");
     assert!(measured_vs_fitted.0.iter().all(|e| *e < 20.0), "{summary}");
     assert!(median(fitted_vs_truth.1.clone()) < 5.0, "{summary}");
+}
+
+/// How a fake OpenAI-compatible server answers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Behaviour {
+    /// Refuse SGLang's `min_tokens`/`ignore_eos` with 422 and token-id prompts with 400, as
+    /// Hugging Face's `transformers serve` does, and stop at half of `max_tokens` (an early EOS).
+    strict: bool,
+    /// Refuse every request with 422.
+    refuse_all: bool,
+    /// Delay of each streamed token after the first, µs (default 1000).
+    token_delay_us: Option<u64>,
+}
+
+/// How many fitted coefficients' 95% intervals hold the twin's true (perturbed) value, of how
+/// many have an interval, and a table of them.
+fn coverage(report: &serde_json::Value, truth: &Coefficients) -> (usize, usize, String) {
+    let truth_json = serde_json::to_value(truth).unwrap();
+    let (mut covered, mut total, mut table) = (0, 0, String::new());
+    for coefficient in report["fit"]["fitted"].as_array().unwrap() {
+        let Some(interval) = coefficient["ci95"].as_array() else { continue };
+        let name = coefficient["name"].as_str().unwrap();
+        let true_value = truth_json[name].as_f64().unwrap();
+        let (low, high) = (interval[0].as_f64().unwrap(), interval[1].as_f64().unwrap());
+        let inside = low <= true_value && true_value <= high;
+        total += 1;
+        covered += usize::from(inside);
+        table.push_str(&format!(
+            "{name:<22} start {:>9.4} fitted {:>9.4} ± {:>8.4} (95% [{low:.4}, {high:.4}]) true {true_value:>9.4} {}\n",
+            number(coefficient, "start"),
+            number(coefficient, "fitted"),
+            number(coefficient, "std_err"),
+            if inside { "inside" } else { "OUTSIDE" }
+        ));
+    }
+    (covered, total, table)
 }
 
 /// A streaming OpenAI-compatible server that is not SGLang: `/v1/models` lists `fake-model`,
@@ -236,9 +282,33 @@ impl Drop for FakeOpenAi {
     }
 }
 
-async fn fake_completion(axum::Json(body): axum::Json<serde_json::Value>) -> axum::response::Response {
-    let max_tokens = body["max_tokens"].as_u64().unwrap_or(16);
-    let prompt_tokens = body["prompt"].as_array().map_or(1, Vec::len) as u64;
+fn refusal(status: u16, message: &str) -> axum::response::Response {
+    axum::response::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(serde_json::json!({"detail": message}).to_string()))
+        .unwrap()
+}
+
+async fn fake_completion(behaviour: Behaviour, body: serde_json::Value) -> axum::response::Response {
+    if behaviour.refuse_all {
+        return refusal(422, "this server takes no requests today");
+    }
+    if behaviour.strict {
+        if body.get("min_tokens").is_some() || body.get("ignore_eos").is_some() {
+            return refusal(422, "Unexpected fields in the request: {'min_tokens', 'ignore_eos'}");
+        }
+        if !body["prompt"].is_string() {
+            return refusal(400, "prompt must be a string");
+        }
+    }
+    let asked = body["max_tokens"].as_u64().unwrap_or(16);
+    let max_tokens = if behaviour.strict { asked.div_ceil(2) } else { asked };
+    let prompt_tokens = match &body["prompt"] {
+        serde_json::Value::String(text) => text.split_whitespace().count(),
+        other => other.as_array().map_or(1, Vec::len),
+    } as u64;
+    let token_delay_us = behaviour.token_delay_us.unwrap_or(1000);
     let stream = futures_util::stream::unfold(0u64, move |index| async move {
         if index > max_tokens {
             return None;
@@ -246,7 +316,7 @@ async fn fake_completion(axum::Json(body): axum::Json<serde_json::Value>) -> axu
         let line = if index == max_tokens {
             "data: [DONE]\n\n".to_string()
         } else {
-            let delay_us = if index == 0 { 1000 + prompt_tokens } else { 1000 };
+            let delay_us = if index == 0 { 1000 + prompt_tokens } else { token_delay_us };
             tokio::time::sleep(std::time::Duration::from_micros(delay_us)).await;
             "data: {\"choices\":[{\"index\":0,\"text\":\" x\"}]}\n\n".to_string()
         };
@@ -260,6 +330,10 @@ async fn fake_completion(axum::Json(body): axum::Json<serde_json::Value>) -> axu
 
 impl FakeOpenAi {
     fn start() -> FakeOpenAi {
+        FakeOpenAi::start_with(Behaviour::default())
+    }
+
+    fn start_with(behaviour: Behaviour) -> FakeOpenAi {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -270,7 +344,10 @@ impl FakeOpenAi {
         let models = serde_json::json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]});
         let app = axum::Router::new()
             .route("/v1/models", axum::routing::get(move || async move { axum::Json(models) }))
-            .route("/v1/completions", axum::routing::post(fake_completion));
+            .route(
+                "/v1/completions",
+                axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| fake_completion(behaviour, body)),
+            );
         runtime.spawn(async move { axum::serve(listener, app).await });
         FakeOpenAi {
             url,
@@ -279,31 +356,113 @@ impl FakeOpenAi {
     }
 }
 
+/// Flags describing the fake server's engine (it has no `/get_server_info`).
+const FAKE_ENGINE: [&str; 8] = [
+    "--served-model",
+    "fake-model",
+    "--tp",
+    "1",
+    "--max-running-requests",
+    "64",
+    "--max-total-tokens",
+    "200000",
+];
+
+/// Issue 13: a server that refuses SGLang's extension fields (422) and token-id prompts (400) is
+/// measured with `max_tokens` alone and text prompts, each said once, and fitted at the output
+/// lengths it returned.
+#[test]
+fn a_server_refusing_sglang_fields_and_token_ids_is_measured_without_them() {
+    let server = FakeOpenAi::start_with(Behaviour {
+        strict: true,
+        ..Behaviour::default()
+    });
+    let dir = temp_dir();
+    let work = dir.path().join("work");
+    let mut args = FAKE_ENGINE.to_vec();
+    args.extend([
+        "--budget",
+        "25s",
+        "--no-loo",
+        "--max-iters",
+        "40",
+        "--json",
+        "--work-dir",
+        work.to_str().unwrap(),
+    ]);
+    let out = calibrate(&server.url, &args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let report = out.json();
+    let warnings: Vec<&str> = report["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    let said = |text: &str| warnings.iter().any(|w| w.contains(text));
+    assert!(said("refused SGLang's min_tokens/ignore_eos (http 422: "), "{warnings:#?}");
+    assert!(said("refused token-id prompts (http 400: "), "{warnings:#?}");
+    // The server stops at half the length asked: decode points (256 asked) are fitted at 128.
+    assert!(
+        said("returned 128.0 output tokens on average, not the 256 asked for; fitted at 128"),
+        "{warnings:#?}"
+    );
+    // No point failed: every request of the sweep used the accepted form.
+    assert!(!out.stderr.contains("requests failed"), "{}", out.stderr);
+}
+
+/// Issue 13: when the server refuses every form of request, the run stops before the sweep with its message.
+#[test]
+fn a_server_refusing_every_request_stops_before_the_sweep_with_its_message() {
+    let server = FakeOpenAi::start_with(Behaviour {
+        refuse_all: true,
+        ..Behaviour::default()
+    });
+    let dir = temp_dir();
+    let work = dir.path().join("work");
+    let mut args = FAKE_ENGINE.to_vec();
+    args.extend(["--budget", "25s", "--work-dir", work.to_str().unwrap()]);
+    let out = calibrate(&server.url, &args);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    // Stopped before anything was written.
+    assert!(!work.exists());
+    assert!(out.stderr.contains("answered no calibration request: http 422: "), "{}", out.stderr);
+    assert!(out.stderr.contains("this server takes no requests today"), "{}", out.stderr);
+    assert!(!out.stderr.contains("\nrun 1/"), "{}", out.stderr);
+}
+
+/// Issue 13: `--budget` bounds the sweep's wall time. Against a server five times slower per
+/// token than the plan assumes, points that would end past the budget are skipped (the server
+/// only gets slower on a loaded machine, so the skip does not depend on the machine's speed).
+#[test]
+fn the_budget_bounds_wall_time_when_the_server_is_slower_than_planned() {
+    let server = FakeOpenAi::start_with(Behaviour {
+        token_delay_us: Some(40_000),
+        ..Behaviour::default()
+    });
+    let mut args = FAKE_ENGINE.to_vec();
+    args.extend(["--budget", "30s", "--no-loo", "--max-iters", "20", "--json"]);
+    let dir = temp_dir();
+    let work = dir.path().join("work");
+    args.extend(["--work-dir", work.to_str().unwrap()]);
+    let out = calibrate(&server.url, &args);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    let warnings = format!("{}\n{}", report["warnings"], out.stderr);
+    assert!(warnings.contains("skipped: at the measured pace"), "{warnings}");
+    assert!(warnings.contains("past the --budget of 30 s"), "{warnings}");
+}
+
 #[test]
 fn a_server_without_server_info_is_calibrated_from_the_flags_with_a_warning() {
     let server = FakeOpenAi::start();
     let dir = temp_dir();
     let profile = dir.path().join("fake.json");
-    let out = calibrate(
-        &server.url,
-        &[
-            "--served-model",
-            "fake-model",
-            "--tp",
-            "1",
-            "--max-running-requests",
-            "64",
-            "--max-total-tokens",
-            "200000",
-            "--budget",
-            "25s",
-            "--no-loo",
-            "--max-iters",
-            "40",
-            "--out",
-            profile.to_str().unwrap(),
-        ],
-    );
+    let mut args = FAKE_ENGINE.to_vec();
+    args.extend([
+        "--budget",
+        "25s",
+        "--no-loo",
+        "--max-iters",
+        "40",
+        "--out",
+        profile.to_str().unwrap(),
+    ]);
+    let out = calibrate(&server.url, &args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stderr.contains("does not answer /get_server_info (not an SGLang server?)"),
@@ -317,7 +476,9 @@ fn a_server_without_server_info_is_calibrated_from_the_flags_with_a_warning() {
     assert_eq!(written["provenance"]["model"], MODEL);
     let n_planned = n_plan_points(&dir.path().join("fake.calibrate"));
     assert!(n_planned >= 3);
-    assert_eq!(written["provenance"]["fit"]["n_points"], n_planned);
+    // Every planned point, plus the extra runs that budget left over gave the worst-identified coefficient.
+    let n_extra = out.stderr.matches("\nextra run ").count();
+    assert_eq!(written["provenance"]["fit"]["n_points"], n_planned + n_extra, "{}", out.stderr);
 }
 
 #[test]
@@ -389,16 +550,6 @@ fn n_plan_points(work: &Path) -> usize {
     plan["points"].as_array().unwrap().len()
 }
 
-fn point_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".jsonl"))
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn resume_runs_only_the_points_without_complete_records() {
     let server = qwen3_8b_twin(Coefficients::defaults(), 50.0);
@@ -411,19 +562,30 @@ fn resume_runs_only_the_points_without_complete_records() {
     std::fs::write(work.join("decode-isl9-osl9-c1-n4-w1.jsonl"), "{}\n").unwrap();
     let first = calibrate(&server.url(), &args);
     assert_eq!(first.code, 0, "{}", first.stderr);
-    let files = point_files(&work);
-    let n_planned = n_plan_points(&work);
-    assert!(n_planned >= 3);
-    assert_eq!(files.len(), n_planned, "{files:?}");
+    let files = plan_files(&work);
+    let n_planned = files.len();
+    assert!(n_planned >= 4, "{files:?}");
+    assert!(!work.join("decode-isl9-osl9-c1-n4-w1.jsonl").exists());
+    assert!(files.iter().all(|name| work.join(name).is_file()), "{files:?}");
     assert_eq!(first.stderr.matches("\nrun ").count(), n_planned, "{}", first.stderr);
 
-    // An interrupted run: one point never ran, another lost its last record.
+    // An interrupted run: one point never ran, another lost its last record, and a third was cut
+    // short by a server crash (issue 13: its failed request makes it incomplete, however many
+    // records it has).
     std::fs::remove_file(work.join(&files[0])).unwrap();
     let truncated = work.join(&files[1]);
     let text = std::fs::read_to_string(&truncated).unwrap();
     let kept: Vec<&str> = text.lines().collect();
     std::fs::write(&truncated, format!("{}\n", kept[..kept.len() - 1].join("\n"))).unwrap();
-    let untouched = std::fs::read_to_string(work.join(&files[2])).unwrap();
+    let crashed = work.join(&files[2]);
+    let text = std::fs::read_to_string(&crashed).unwrap();
+    let mut lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = lines.last_mut().unwrap();
+    last["status"] = "error".into();
+    last["error"] = "stream: connection reset by peer".into();
+    let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&crashed, format!("{}\n", lines.join("\n"))).unwrap();
+    let untouched = std::fs::read_to_string(work.join(&files[3])).unwrap();
 
     let mut resume_args = args.to_vec();
     resume_args.push("--resume");
@@ -432,18 +594,46 @@ fn resume_runs_only_the_points_without_complete_records() {
     assert!(
         resumed
             .stderr
-            .contains(&format!("resuming: {} of {n_planned} points have complete records", n_planned - 2)),
+            .contains(&format!("resuming: {} of {n_planned} points have complete records", n_planned - 3)),
         "{}",
         resumed.stderr
     );
-    assert_eq!(resumed.stderr.matches("\nrun ").count(), 2, "{}", resumed.stderr);
-    assert_eq!(point_files(&work), files);
-    assert_eq!(std::fs::read_to_string(work.join(&files[2])).unwrap(), untouched);
-    assert!(
-        resumed.stdout.contains(&format!("{n_planned} points from {n_planned} files")),
-        "{}",
-        resumed.stdout
-    );
+    assert_eq!(resumed.stderr.matches("\nrun ").count(), 3, "{}", resumed.stderr);
+    assert!(files.iter().all(|name| work.join(name).is_file()), "{files:?}");
+    assert!(!std::fs::read_to_string(&crashed).unwrap().contains("\"status\":\"error\""));
+    assert_eq!(std::fs::read_to_string(work.join(&files[3])).unwrap(), untouched);
+    let n_fitted: usize = resumed
+        .stdout
+        .split(" points from ")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n_fitted >= n_planned, "{}", resumed.stdout);
+}
+
+/// The records files of the points in the plan a live calibration wrote to its work folder.
+fn plan_files(work: &Path) -> Vec<String> {
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(work.join("plan.json")).unwrap()).unwrap();
+    plan["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}-isl{}-osl{}-c{}-n{}-w{}.jsonl",
+                p["phase"].as_str().unwrap(),
+                p["isl_tokens"],
+                p["osl_tokens"],
+                p["concurrency"],
+                p["n_requests"],
+                p["n_warmup"]
+            )
+        })
+        .collect()
 }
 
 /// Whether `aiperf` runs here; says why not on stderr.
@@ -535,4 +725,22 @@ fn live_calibration_through_aiperf_fits_its_run_folders() {
         .unwrap();
     let (measured, start) = (number(longest, "measured"), number(longest, "before"));
     assert!((measured / start - 1.0).abs() < 0.1, "{measured} vs {start}");
+}
+
+/// Issue 13: an `--out` that cannot be written stops a live calibration before its sweep.
+#[test]
+fn an_unwritable_out_stops_a_live_calibration_before_the_sweep() {
+    let server = FakeOpenAi::start();
+    let dir = temp_dir();
+    let missing = dir.path().join("gone").join("p.json");
+    let mut args = FAKE_ENGINE.to_vec();
+    args.extend(["--budget", "25s", "--out", missing.to_str().unwrap()]);
+    let out = calibrate(&server.url, &args);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("gone: the folder") || out.stderr.contains("does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("run 1/"), "{}", out.stderr);
 }

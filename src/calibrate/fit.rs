@@ -1,6 +1,6 @@
 //! Fits cost-model coefficients to measured points: bounded nonlinear least squares in log time with priors.
 //!
-//! Three parts are kept apart, as argmin does:
+//! Three parts are kept apart:
 //! - the objective ([`Objective`]): for each measured point and metric the residual
 //!   ln(predicted / measured), where predictions come from the serving simulator (served points:
 //!   [`crate::sim::cluster::simulate`] on one aggregated engine, with at most
@@ -8,14 +8,19 @@
 //!   prefill and decode points, `bench_one_batch` batches); plus one prior residual per fitted
 //!   coefficient, λ · ln(c / c₀) / ln(max / min) (λ · (c − c₀) / (max − min) for ranges from 0),
 //!   pulling it toward its starting value;
-//! - the solver: argmin's Nelder–Mead simplex, derivative-free, on unbounded parameters u with
+//! - the solver: Levenberg–Marquardt ([`lm`], nalgebra for the normal equations) on the sum of
+//!   squared residuals over unbounded parameters u with
 //!   c = exp(ln min + (ln max − ln min) · σ(u)) (or c = min + (max − min) · σ(u) for ranges that
 //!   start at 0, such as `prefill_fixed_ms`), so every candidate lies inside the coefficient's
-//!   plausible range from [`COEFFICIENT_INFO`];
+//!   plausible range from [`COEFFICIENT_INFO`]; it runs to convergence, and argmin's Nelder–Mead
+//!   takes over only when no damped step lowers the cost from the start (an objective too rough
+//!   for derivatives);
 //! - the driver ([`fit`]): picks the coefficients the data can identify (by sensitivity at the
-//!   start), refuses to fit with fewer than [`MIN_POINTS`] usable points, runs the solver through
-//!   argmin's `Executor` with an observer for progress, then reports every point before and after,
-//!   a leave-one-out error, and which coefficients moved or were not identified.
+//!   start), refuses to fit with fewer than [`MIN_POINTS`] usable points, runs the solver, then
+//!   reports every point before and after, a leave-one-out error, which coefficients moved, were
+//!   not identified or ended at their range's end, and each fitted coefficient's standard error
+//!   and 95% interval from (JᵀJ)⁻¹σ² at the solution ([`uncertainty`]), with a warning naming
+//!   coefficients the measurements cannot tell apart (near-singular JᵀJ).
 //!
 //! Nothing here prints; progress goes to the caller's callback.
 
@@ -32,10 +37,13 @@ use super::ingest::{MeasuredMetrics, MeasuredPoint, Workload};
 use crate::model::coefficients::{Coefficients, COEFFICIENT_INFO};
 use crate::model::step::{EngineConfig, StepModel};
 
+mod lm;
 mod targets;
+mod uncertainty;
 
 use targets::predicted_value;
 pub use targets::{predict_point, targets_of, MetricName, Statistic, Target, MIN_DECODE_OSL_TOKENS};
+use uncertainty::{uncertainty, Uncertainty};
 
 /// Fewest usable measured points a fit accepts.
 pub const MIN_POINTS: usize = 3;
@@ -212,12 +220,8 @@ impl<'a> Objective<'a> {
     fn values_of(&self, u: &[f64]) -> Vec<f64> {
         let mut values = self.start_values.clone();
         for (slot, &ui) in u.iter().enumerate() {
-            let (low, high) = self.bounds(slot);
-            let sigma = 1.0 / (1.0 + (-ui).exp());
-            let index = self.fitted[slot];
-            let info = &COEFFICIENT_INFO[index];
-            // Rounding in exp(ln) can step past the range's ends, which validation refuses.
-            values[index] = Scale::of(index).to_value(low + (high - low) * sigma).clamp(info.min, info.max);
+            // Rounding in exp(ln) can step past the range's ends, which validation refuses: value_at clamps.
+            values[self.fitted[slot]] = self.value_at(slot, ui);
         }
         values
     }
@@ -284,6 +288,39 @@ impl<'a> Objective<'a> {
         let prior: f64 = self.prior_residuals(values).iter().map(|r| r * r).sum();
         data + prior
     }
+
+    /// Data residuals, then prior residuals, at solver parameters `u`.
+    fn residuals(&self, u: &[f64]) -> Vec<f64> {
+        let values = self.values_of(u);
+        let mut residuals = self.data_residuals(&values);
+        residuals.extend(self.prior_residuals(&values));
+        residuals
+    }
+
+    /// Data residuals in use.
+    fn n_data(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// The fitted coefficient of `slot` at solver parameter `u_slot` (any real: the logistic bounds it).
+    fn value_at(&self, slot: usize, u_slot: f64) -> f64 {
+        let (low, high) = self.bounds(slot);
+        let sigma = 1.0 / (1.0 + (-u_slot).exp());
+        let index = self.fitted[slot];
+        let info = &COEFFICIENT_INFO[index];
+        Scale::of(index).to_value(low + (high - low) * sigma).clamp(info.min, info.max)
+    }
+
+    /// dc/du of the fitted coefficient of `slot` at `u_slot`, in the coefficient's unit per logit unit.
+    fn slope_at(&self, slot: usize, u_slot: f64) -> f64 {
+        let (low, high) = self.bounds(slot);
+        let sigma = 1.0 / (1.0 + (-u_slot).exp());
+        let d_solver = (high - low) * sigma * (1.0 - sigma);
+        match Scale::of(self.fitted[slot]) {
+            Scale::Log => self.value_at(slot, u_slot) * d_solver,
+            Scale::Linear => d_solver,
+        }
+    }
 }
 
 impl CostFunction for Objective<'_> {
@@ -317,9 +354,12 @@ impl Observe<IterState<Vec<f64>, (), (), (), (), f64>> for ProgressObserver {
 /// What one solver run ended with.
 struct SolverRun {
     values: Vec<f64>,
+    /// Solver parameters of `values`.
+    u: Vec<f64>,
     iterations: u64,
     evaluations: u64,
     termination: String,
+    solver: &'static str,
 }
 
 /// Lets the executor own a borrow of the objective, so that the driver keeps it across restarts.
@@ -338,9 +378,51 @@ impl CostFunction for Borrowed<'_, '_> {
 /// flattened simplex, and a fresh, smaller simplex around the best point lets it go on.
 const SIMPLEX_STEPS: [f64; 3] = [0.8, 0.25, 0.08];
 
-/// Runs Nelder–Mead from the objective's start values, restarting around the best point while that helps.
-fn run_solver(objective: &Objective<'_>, max_iters: u64, stage: FitStage, callback: &Rc<RefCell<Option<ProgressFn>>>) -> Result<SolverRun> {
-    let mut best_u = objective.u_of(&objective.start_values);
+/// Runs Levenberg–Marquardt from `u0`; when it cannot lower the cost at all (an objective too rough
+/// for finite differences), Nelder–Mead from the same start.
+fn run_solver(
+    objective: &Objective<'_>,
+    u0: &[f64],
+    max_iters: u64,
+    stage: FitStage,
+    callback: &Rc<RefCell<Option<ProgressFn>>>,
+) -> Result<SolverRun> {
+    let mut residuals = |u: &[f64]| objective.residuals(u);
+    let mut report = |iteration: u64, best_cost: f64| {
+        if let Some(callback) = callback.borrow_mut().as_mut() {
+            callback(&FitProgress {
+                stage,
+                iteration,
+                best_cost,
+            });
+        }
+    };
+    let run = lm::levenberg_marquardt(&mut residuals, u0, max_iters, &mut report);
+    if run.accepted_steps == 0 && run.cost > 1e-12 {
+        let fallback = run_nelder_mead(objective, u0, max_iters, stage, callback)?;
+        if fallback.values != objective.values_of(u0) {
+            return Ok(fallback);
+        }
+    }
+    Ok(SolverRun {
+        values: objective.values_of(&run.u),
+        u: run.u,
+        iterations: run.iterations,
+        evaluations: objective.evaluations.get(),
+        termination: run.termination,
+        solver: "levenberg-marquardt",
+    })
+}
+
+/// Runs Nelder–Mead from `u0`, restarting around the best point while that helps.
+fn run_nelder_mead(
+    objective: &Objective<'_>,
+    u0: &[f64],
+    max_iters: u64,
+    stage: FitStage,
+    callback: &Rc<RefCell<Option<ProgressFn>>>,
+) -> Result<SolverRun> {
+    let mut best_u = u0.to_vec();
     let mut best_cost = objective.cost(&best_u).map_err(|e| Error::Fit { message: e.to_string() })?;
     let mut iterations = 0;
     let mut termination = String::from("no iterations allowed");
@@ -387,9 +469,11 @@ fn run_solver(objective: &Objective<'_>, max_iters: u64, stage: FitStage, callba
     }
     Ok(SolverRun {
         values: objective.values_of(&best_u),
+        u: best_u,
         iterations,
         evaluations: objective.evaluations.get(),
         termination,
+        solver: "nelder-mead",
     })
 }
 
@@ -424,6 +508,12 @@ pub struct CoefficientFit {
     pub status: CoefficientStatus,
     /// Whether the fitted value sits at an end of its plausible range (the data pull it further).
     pub at_bound: bool,
+    /// Standard error of the fitted value, in its unit (delta method through the logistic bound);
+    /// absent when not fitted or when the points leave no degree of freedom for the noise.
+    pub std_err: Option<f64>,
+    /// 95% interval of the fitted value, in its unit: u ± t₀.₉₇₅·se(u) mapped through the logistic
+    /// bound (so it stays inside the plausible range and may be asymmetric); absent as `std_err`.
+    pub ci95: Option<[f64; 2]>,
 }
 
 /// One target's measured and predicted values.
@@ -477,11 +567,17 @@ pub struct FitReport {
     pub evaluations: u64,
     /// Why the main fit stopped.
     pub termination: String,
+    /// The solver of the main fit: `levenberg-marquardt`, or `nelder-mead` where it had to take over.
+    pub solver: String,
+    /// Residual variance σ² = Σ data residual² / (targets − fitted coefficients), in ln units²
+    /// (absent without a degree of freedom).
+    pub residual_variance: Option<f64>,
     /// Objective (squared residuals plus priors) at the start.
     pub cost_before: f64,
     /// Objective at the fitted coefficients.
     pub cost_after: f64,
-    /// Points left out, and why.
+    /// Points left out and why, coefficients the measurements cannot tell apart, coefficients
+    /// pinned at their range's ends.
     pub warnings: Vec<String>,
 }
 
@@ -568,15 +664,9 @@ fn candidate_names(config: &FitConfig, targets: &[Target], points: &[MeasuredPoi
         .collect()
 }
 
-/// Fits coefficients to measured points (see the module doc); `progress` hears every solver iteration.
-pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<ProgressFn>) -> Result<FitReport> {
-    let callback = Rc::new(RefCell::new(progress));
-    config.engine.coefficients.validate()?;
-    // Fails early, with the model's reason, when the configuration does not fit in memory.
-    StepModel::new(config.engine.clone())?;
-    let start_values = config.engine.coefficients.to_vec();
-
-    // Usable points: those with targets that the starting coefficients can predict.
+/// The targets of the points the starting coefficients can predict, the points they come from
+/// (in order), and why the others were left out.
+fn usable_targets(points: &[MeasuredPoint], config: &FitConfig) -> Result<(Vec<Target>, Vec<usize>, Vec<String>)> {
     let mut warnings = Vec::new();
     let mut all_targets = Vec::new();
     let start_step = StepModel::new_unchecked(config.engine.clone())?;
@@ -607,13 +697,21 @@ pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<Progre
             reason,
         });
     }
+    Ok((all_targets, used_points, warnings))
+}
 
-    let candidates = candidate_names(config, &all_targets, points)?;
-    let screen = Objective::new(config, points, all_targets.clone(), Vec::new());
-    let start_sensitivity = sensitivities(&screen, &start_values, &candidates);
+/// Candidate coefficients (indices into [`COEFFICIENT_INFO`]) with their sensitivity, most sensitive first.
+type Ranked = Vec<(usize, f64)>;
+
+/// The candidates ranked by sensitivity at the start, and those to fit (indices into
+/// [`COEFFICIENT_INFO`], ascending): sensitive enough, at most one fewer than the points.
+fn choose_fitted(config: &FitConfig, points: &[MeasuredPoint], targets: &[Target], n_points: usize) -> Result<(Ranked, Vec<usize>)> {
+    let candidates = candidate_names(config, targets, points)?;
+    let screen = Objective::new(config, points, targets.to_vec(), Vec::new());
+    let start_sensitivity = sensitivities(&screen, &config.engine.coefficients.to_vec(), &candidates);
     let mut ranked: Vec<(usize, f64)> = candidates.iter().copied().zip(start_sensitivity.iter().copied()).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let max_fitted = used_points.len().saturating_sub(1).max(1);
+    let max_fitted = n_points.saturating_sub(1).max(1);
     let mut fitted: Vec<usize> = ranked
         .iter()
         .filter(|(_, s)| *s >= MIN_SENSITIVITY)
@@ -630,47 +728,141 @@ pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<Progre
             ),
         });
     }
+    Ok((ranked, fitted))
+}
+
+/// Leave-one-out predictions per target (None where not refitted) and the number of refits; each
+/// refit starts from the main fit's solution `u_main`.
+fn leave_one_out(
+    config: &FitConfig,
+    points: &[MeasuredPoint],
+    all_targets: &[Target],
+    used_points: &[usize],
+    fitted: &[usize],
+    u_main: &[f64],
+    callback: &Rc<RefCell<Option<ProgressFn>>>,
+) -> Result<(Vec<Option<f64>>, usize)> {
+    let mut loo: Vec<Option<f64>> = vec![None; all_targets.len()];
+    let LeaveOneOut::Refit { max_iters, max_points } = config.leave_one_out else {
+        return Ok((loo, 0));
+    };
+    let n_used = used_points.len();
+    let n_refits = n_used.min(max_points);
+    let chosen: Vec<usize> = (0..n_refits).map(|k| used_points[k * n_used / n_refits.max(1)]).collect();
+    for (done, &left_out) in chosen.iter().enumerate() {
+        let kept: Vec<Target> = all_targets.iter().copied().filter(|t| t.point != left_out).collect();
+        let objective = Objective::new(config, points, kept, fitted.to_vec());
+        let stage = FitStage::LeaveOneOut {
+            index: left_out,
+            done,
+            total: chosen.len(),
+        };
+        let refit = run_solver(&objective, u_main, max_iters, stage, callback)?;
+        let left: Vec<Target> = all_targets.iter().copied().filter(|t| t.point == left_out).collect();
+        let check = Objective::new(config, points, left, Vec::new());
+        let mut predicted = check.predictions(&refit.values).into_iter();
+        for (target_index, target) in all_targets.iter().enumerate() {
+            if target.point == left_out {
+                loo[target_index] = predicted.next().flatten();
+            }
+        }
+    }
+    Ok((loo, chosen.len()))
+}
+
+/// Whether a coefficient's value lies within 0.5% (of its solver range) of an end of its plausible range.
+fn at_range_end(index: usize, value: f64) -> bool {
+    let info = &COEFFICIENT_INFO[index];
+    let scale = Scale::of(index);
+    let (low, high) = (scale.to_solver(info.min), scale.to_solver(info.max));
+    let position = (scale.to_solver(value) - low) / (high - low);
+    !(0.005..=0.995).contains(&position)
+}
+
+/// Every candidate's report line: fitted ones with their change, sensitivity, bound and interval.
+fn coefficient_fits(
+    ranked: &[(usize, f64)],
+    fitted: &[usize],
+    start_values: &[f64],
+    run: &SolverRun,
+    fitted_sensitivity: &[f64],
+    spread: &Uncertainty,
+) -> Vec<CoefficientFit> {
+    ranked
+        .iter()
+        .map(|&(index, sensitivity)| {
+            let info = &COEFFICIENT_INFO[index];
+            let fitted_slot = fitted.iter().position(|&i| i == index);
+            let value = run.values[index];
+            let change = value / start_values[index] - 1.0;
+            CoefficientFit {
+                name: info.name,
+                unit: info.unit,
+                start: start_values[index],
+                fitted: value,
+                change_pct: change * 100.0,
+                sensitivity: fitted_slot.map_or(sensitivity, |slot| fitted_sensitivity[slot]),
+                at_bound: fitted_slot.is_some() && at_range_end(index, value),
+                status: match fitted_slot {
+                    None => CoefficientStatus::NotIdentified,
+                    Some(_) if change.abs() >= MOVED_FRACTION => CoefficientStatus::Moved,
+                    Some(_) => CoefficientStatus::Held,
+                },
+                std_err: fitted_slot.and_then(|slot| spread.std_err[slot]),
+                ci95: fitted_slot.and_then(|slot| spread.ci95[slot]),
+            }
+        })
+        .collect()
+}
+
+/// A plain warning when fitted coefficients end at their range's ends: the data pull them past
+/// what the physics allows, so the model does not describe these measurements.
+fn bound_warning(coefficients: &[CoefficientFit]) -> Option<String> {
+    let n_fitted = coefficients.iter().filter(|c| c.status != CoefficientStatus::NotIdentified).count();
+    let pinned: Vec<String> = coefficients
+        .iter()
+        .filter(|c| c.at_bound)
+        .map(|c| format!("{} {:.4} {}", c.name, c.fitted, c.unit))
+        .collect();
+    if pinned.is_empty() {
+        return None;
+    }
+    let verdict = if 2 * pinned.len() >= n_fitted {
+        "the model does not describe this server: do not trust its predictions for it"
+    } else {
+        "the data pull them past their plausible range; predictions that depend on them are doubtful"
+    };
+    Some(format!(
+        "{} of {n_fitted} fitted coefficients ended at the end of their plausible range ({}): {verdict}",
+        pinned.len(),
+        pinned.join(", ")
+    ))
+}
+
+/// Fits coefficients to measured points (see the module doc); `progress` hears every solver iteration.
+pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<ProgressFn>) -> Result<FitReport> {
+    let callback = Rc::new(RefCell::new(progress));
+    config.engine.coefficients.validate()?;
+    // Fails early, with the model's reason, when the configuration does not fit in memory.
+    StepModel::new(config.engine.clone())?;
+    let start_values = config.engine.coefficients.to_vec();
+    let (all_targets, used_points, mut warnings) = usable_targets(points, config)?;
+    let (ranked, fitted) = choose_fitted(config, points, &all_targets, used_points.len())?;
 
     // The main fit.
     let objective = Objective::new(config, points, all_targets.clone(), fitted.clone());
     let before = objective.predictions(&start_values);
     let cost_before = objective.total_cost(&start_values);
-    let run = run_solver(&objective, config.max_iters, FitStage::Fit, &callback)?;
+    let u_start = objective.u_of(&start_values);
+    let run = run_solver(&objective, &u_start, config.max_iters, FitStage::Fit, &callback)?;
     let report_objective = Objective::new(config, points, all_targets.clone(), fitted.clone());
     let after = report_objective.predictions(&run.values);
     let cost_after = report_objective.total_cost(&run.values);
     let fitted_sensitivity = sensitivities(&report_objective, &run.values, &fitted);
+    let spread = uncertainty(&report_objective, &run.u);
+    warnings.extend(spread.warnings.iter().cloned());
 
-    // Leave-one-out refits.
-    let mut loo: Vec<Option<f64>> = vec![None; all_targets.len()];
-    let mut n_loo_points = 0;
-    if let LeaveOneOut::Refit { max_iters, max_points } = config.leave_one_out {
-        let n_used = used_points.len();
-        let n_refits = n_used.min(max_points);
-        let chosen: Vec<usize> = (0..n_refits).map(|k| used_points[k * n_used / n_refits.max(1)]).collect();
-        for (done, &left_out) in chosen.iter().enumerate() {
-            let kept: Vec<Target> = all_targets.iter().copied().filter(|t| t.point != left_out).collect();
-            let objective = Objective::new(config, points, kept, fitted.clone());
-            let stage = FitStage::LeaveOneOut {
-                index: left_out,
-                done,
-                total: chosen.len(),
-            };
-            let refit = run_solver(&objective, max_iters, stage, &callback)?;
-            let left: Vec<Target> = all_targets.iter().copied().filter(|t| t.point == left_out).collect();
-            let check = Objective::new(config, points, left, Vec::new());
-            let predicted = check.predictions(&refit.values);
-            let mut slot = 0;
-            for (target_index, target) in all_targets.iter().enumerate() {
-                if target.point == left_out {
-                    loo[target_index] = predicted[slot];
-                    slot += 1;
-                }
-            }
-            n_loo_points += 1;
-        }
-    }
-
+    let (loo, n_loo_points) = leave_one_out(config, points, &all_targets, &used_points, &fitted, &run.u, &callback)?;
     let targets: Vec<TargetResult> = all_targets
         .iter()
         .enumerate()
@@ -686,32 +878,8 @@ pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<Progre
             ape_leave_one_out_pct: ape(loo[i], target.measured),
         })
         .collect();
-    let mut coefficient_fits = Vec::new();
-    for (index, sensitivity) in ranked {
-        let info = &COEFFICIENT_INFO[index];
-        let fitted_slot = fitted.iter().position(|&i| i == index);
-        let value = run.values[index];
-        let change = value / start_values[index] - 1.0;
-        coefficient_fits.push(CoefficientFit {
-            name: info.name,
-            unit: info.unit,
-            start: start_values[index],
-            fitted: value,
-            change_pct: change * 100.0,
-            sensitivity: fitted_slot.map_or(sensitivity, |slot| fitted_sensitivity[slot]),
-            at_bound: fitted_slot.is_some() && {
-                let scale = Scale::of(index);
-                let (low, high) = (scale.to_solver(info.min), scale.to_solver(info.max));
-                let position = (scale.to_solver(value) - low) / (high - low);
-                !(0.005..=0.995).contains(&position)
-            },
-            status: match fitted_slot {
-                None => CoefficientStatus::NotIdentified,
-                Some(_) if change.abs() >= MOVED_FRACTION => CoefficientStatus::Moved,
-                Some(_) => CoefficientStatus::Held,
-            },
-        });
-    }
+    let coefficient_fits = coefficient_fits(&ranked, &fitted, &start_values, &run, &fitted_sensitivity, &spread);
+    warnings.extend(bound_warning(&coefficient_fits));
     Ok(FitReport {
         coefficients: Coefficients::from_slice(&run.values)?,
         start: config.engine.coefficients.clone(),
@@ -725,6 +893,8 @@ pub fn fit(points: &[MeasuredPoint], config: &FitConfig, progress: Option<Progre
         iterations: run.iterations,
         evaluations: run.evaluations,
         termination: run.termination,
+        solver: run.solver.to_string(),
+        residual_variance: spread.residual_variance,
         cost_before,
         cost_after,
         warnings,

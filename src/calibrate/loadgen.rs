@@ -264,9 +264,38 @@ pub fn run_bench(config: &BenchConfig) -> Result<BenchOutcome, LoadgenError> {
     run_bench_observed(config, &mut |_, _| {})
 }
 
+/// What request bodies carry beyond the OpenAI fields every compatible server takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestShape {
+    /// `min_tokens` and `ignore_eos` (SGLang's and vLLM's extensions) for exact output lengths;
+    /// without them only `max_tokens` bounds the output, and records count what came back.
+    pub length_extensions: bool,
+    /// `/v1/completions` prompts as token ids (exact input lengths); false: a text of `isl` words.
+    pub token_id_prompts: bool,
+}
+
+impl Default for RequestShape {
+    fn default() -> RequestShape {
+        RequestShape {
+            length_extensions: true,
+            token_id_prompts: true,
+        }
+    }
+}
+
 /// Like [`run_bench`], calling `observer` with each record as it completes (for a progress bar).
 pub fn run_bench_observed(
     config: &BenchConfig,
+    observer: &mut dyn FnMut(&BenchRecord, BenchProgress),
+) -> Result<BenchOutcome, LoadgenError> {
+    run_bench_shaped(config, RequestShape::default(), observer)
+}
+
+/// Like [`run_bench_observed`], with request bodies of the given shape (for servers that refuse
+/// SGLang's extension fields or token-id prompts).
+pub fn run_bench_shaped(
+    config: &BenchConfig,
+    shape: RequestShape,
     observer: &mut dyn FnMut(&BenchRecord, BenchProgress),
 ) -> Result<BenchOutcome, LoadgenError> {
     let base_url = base_url(&config.url)?;
@@ -317,6 +346,7 @@ pub fn run_bench_observed(
             initial_backoff: Duration::from_secs_f64(config.initial_backoff_s),
             start: Instant::now(),
             load: load_labels(config.workload.arrivals),
+            shape,
         });
         let (sender, mut receiver) = mpsc::unbounded_channel();
         dispatch(&shared, Arc::new(workload.clone()), config.workload.arrivals, sender);
@@ -591,6 +621,7 @@ struct Shared {
     initial_backoff: Duration,
     start: Instant,
     load: (Option<u64>, Option<f64>),
+    shape: RequestShape,
 }
 
 /// Starts the request tasks; each sends its record to `sender`, which closes when all are done.
@@ -679,14 +710,19 @@ fn request_body(shared: &Shared, id: u64, spec: &RequestSpec) -> serde_json::Val
     let mut body = serde_json::json!({
         "model": shared.model,
         "max_tokens": spec.osl,
-        "min_tokens": spec.osl,
-        "ignore_eos": true,
         "temperature": 0.0,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    if shared.shape.length_extensions {
+        body["min_tokens"] = serde_json::json!(spec.osl);
+        body["ignore_eos"] = serde_json::json!(true);
+    }
     match shared.endpoint {
-        Endpoint::Completions => body["prompt"] = serde_json::json!(prompt_token_ids(shared.seed, id, spec.isl)),
+        Endpoint::Completions if shared.shape.token_id_prompts => {
+            body["prompt"] = serde_json::json!(prompt_token_ids(shared.seed, id, spec.isl));
+        }
+        Endpoint::Completions => body["prompt"] = serde_json::json!(prompt_text(shared.seed, id, spec.isl)),
         Endpoint::Chat => {
             body["messages"] = serde_json::json!([{"role": "user", "content": prompt_text(shared.seed, id, spec.isl)}]);
         }

@@ -13,7 +13,8 @@ use serde::Serialize;
 use super::error::{Error, Result};
 use super::fit::MIN_POINTS;
 use super::ingest::{Lengths, Load, MeasuredMetrics, MeasuredPoint, Provenance, SourceKind, Workload};
-use crate::model::step::StepModel;
+use crate::model::coefficients::{Coefficients, COEFFICIENT_INFO};
+use crate::model::step::{EngineConfig, StepModel};
 use crate::sim::workload::{Arrivals, LengthDistribution, WorkloadSpec};
 
 /// What a plan point measures.
@@ -156,9 +157,9 @@ pub fn workload_of(point: &PlanPoint, seed: u64) -> WorkloadSpec {
     }
 }
 
-/// Estimated wall time of one point: simulated duration of all its requests plus the overhead.
-fn estimate_s(step: &StepModel, point: &PlanPoint, config: &PlanConfig) -> Result<f64> {
-    let measured = MeasuredPoint {
+/// A plan point as the measured point `sglsim bench` records give (no measurements yet).
+fn served(point: &PlanPoint) -> MeasuredPoint {
+    MeasuredPoint {
         workload: Workload::Served {
             isl_tokens: point.isl_tokens,
             osl_tokens: point.osl_tokens,
@@ -173,8 +174,12 @@ fn estimate_s(step: &StepModel, point: &PlanPoint, config: &PlanConfig) -> Resul
             kind: SourceKind::SglsimBench,
             label: String::new(),
         },
-    };
-    let predicted = super::fit::predict_point(step, &measured, point.n_requests, config.seed)?;
+    }
+}
+
+/// Estimated wall time of one point: simulated duration of all its requests plus the overhead.
+fn estimate_s(step: &StepModel, point: &PlanPoint, config: &PlanConfig) -> Result<f64> {
+    let predicted = super::fit::predict_point(step, &served(point), point.n_requests, config.seed)?;
     let request_per_s = predicted.request_per_s.filter(|r| *r > 0.0).ok_or_else(|| Error::BadPlan {
         message: format!("the simulator completed no request of {point:?}"),
     })?;
@@ -228,6 +233,53 @@ pub fn plan(step: &StepModel, config: &PlanConfig) -> Result<CalibrationPlan> {
     })
 }
 
+/// The plan's main metric of a point as the live fit takes it: TTFT of batch-1 prefill points,
+/// TPOT of the others (closed-loop TTFT above concurrency 1 is not fitted).
+fn main_metric_ms(point: &PlanPoint, predicted: &MeasuredMetrics) -> Option<f64> {
+    let summary = match point.phase {
+        PlanPhase::Prefill => predicted.ttft_ms,
+        PlanPhase::Decode | PlanPhase::Mixed => predicted.tpot_ms,
+    }?;
+    summary.p50.filter(|v| v.is_finite() && *v > 0.0)
+}
+
+/// Ranks `candidates` by how strongly their main metric responds to `coefficient` (elasticity
+/// |d ln metric / d ln coefficient|, from ±10% steps clamped to its plausible range), strongest
+/// first: the points that best pin that coefficient down. Returns (index, elasticity) pairs.
+pub fn rank_by_sensitivity(engine: &EngineConfig, candidates: &[PlanPoint], coefficient: &str, seed: u64) -> Result<Vec<(usize, f64)>> {
+    let Some(index) = COEFFICIENT_INFO.iter().position(|info| info.name == coefficient) else {
+        return Err(Error::BadPlan {
+            message: format!("unknown coefficient '{coefficient}'"),
+        });
+    };
+    let info = &COEFFICIENT_INFO[index];
+    let start = engine.coefficients.to_vec();
+    let stepped = |factor: f64| -> Result<StepModel> {
+        let mut values = start.clone();
+        values[index] = (start[index] * factor).clamp(info.min, info.max);
+        let mut trial = engine.clone();
+        trial.coefficients = Coefficients::from_slice(&values)?;
+        Ok(StepModel::new_unchecked(trial)?)
+    };
+    let (up, down) = (stepped(1.1)?, stepped(1.0 / 1.1)?);
+    let span = ((start[index] * 1.1).min(info.max) / (start[index] / 1.1).max(info.min)).ln();
+    let mut ranked = Vec::new();
+    for (slot, point) in candidates.iter().enumerate() {
+        let measured = served(point);
+        let metric = |step: &StepModel| -> Result<Option<f64>> {
+            let predicted = super::fit::predict_point(step, &measured, point.n_requests, seed)?;
+            Ok(main_metric_ms(point, &predicted))
+        };
+        let elasticity = match (metric(&up)?, metric(&down)?) {
+            (Some(a), Some(b)) if span > 0.0 => (a / b).ln().abs() / span,
+            _ => 0.0,
+        };
+        ranked.push((slot, elasticity));
+    }
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(ranked)
+}
+
 /// Parses a duration: `90s`, `10m`, `1h`, `1h30m`, `2.5m`, or plain seconds (`600`).
 pub fn parse_duration_s(text: &str) -> Result<f64> {
     let bad = || Error::BadPlan {
@@ -264,24 +316,25 @@ pub fn parse_duration_s(text: &str) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::coefficients::Coefficients;
     use crate::model::gpu::GpuCatalog;
     use crate::model::mapping::ParallelMapping;
     use crate::model::model_catalog::find_bundled_spec;
     use crate::model::server_args::ServerArgs;
-    use crate::model::step::EngineConfig;
 
-    fn step() -> StepModel {
+    fn engine() -> EngineConfig {
         let model = find_bundled_spec("Qwen/Qwen3-8B").unwrap().unwrap();
         let mapping = ParallelMapping::new(&model, 1, 1, 1).unwrap();
-        StepModel::new(EngineConfig {
+        EngineConfig {
             model,
             gpu: GpuCatalog::builtin().unwrap().find("h100").unwrap().clone(),
             mapping,
             server_args: ServerArgs::sglang_defaults(),
             coefficients: Coefficients::defaults(),
-        })
-        .unwrap()
+        }
+    }
+
+    fn step() -> StepModel {
+        StepModel::new(engine()).unwrap()
     }
 
     fn config(budget_s: f64) -> PlanConfig {
@@ -290,6 +343,26 @@ mod tests {
             per_point_overhead_s: 2.0,
             seed: 0,
         }
+    }
+
+    #[test]
+    fn prefill_points_rank_first_for_prefill_coefficients_and_decode_points_for_decode_ones() {
+        let step = step();
+        let engine = engine();
+        let full = plan(&step, &config(3600.0)).unwrap();
+        let phase_of_best = |name: &str| {
+            let ranked = rank_by_sensitivity(&engine, &full.points, name, 0).unwrap();
+            assert!(ranked.windows(2).all(|w| w[0].1 >= w[1].1), "{ranked:?}");
+            full.points[ranked[0].0].phase
+        };
+        // Attention's prefill efficiency acts on long prompts' TTFT; it is absent from TPOT.
+        assert_eq!(phase_of_best("attn_prefill_eff"), PlanPhase::Prefill);
+        // Weight streaming sets small-batch decode steps.
+        assert_eq!(phase_of_best("gemm_mem_eff"), PlanPhase::Decode);
+        assert!(rank_by_sensitivity(&engine, &full.points, "no_such", 0)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown coefficient 'no_such'"));
     }
 
     #[test]

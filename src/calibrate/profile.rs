@@ -1,10 +1,14 @@
 //! Calibrated profiles: fitted coefficients with where they came from, as JSON.
 //!
-//! A [`Profile`] is `{"schema_version": 1, "coefficients": {...}, "provenance": {...}}`. The
+//! A [`Profile`] is `{"schema_version": 1, "coefficients": {...}, "provenance": {...}}`; the fit
+//! summary in the provenance carries each fitted coefficient's `std_err` and `ci95` under
+//! `uncertainty` (an optional key, so profiles written before it still read). The
 //! coefficient table has the schema of `data/coefficients.toml`, so
 //! [`Coefficients::from_json`](crate::model::coefficients::Coefficients::from_json) reads a profile
 //! as it is (it ignores `provenance`) and `sglsim predict --profile fitted.json` uses it.
 //! [`to_json`] and [`from_json`] convert text; reading and writing files is the caller's job.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +52,19 @@ pub struct FitSummary {
     pub median_ape_after: f64,
     /// Median absolute % error of points predicted by fits that left them out (absent when not computed).
     pub loo_median_ape: Option<f64>,
+    /// Standard error and 95% interval of each fitted coefficient, in its unit, by name (absent
+    /// from profiles written before intervals were reported, and for coefficients without one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub uncertainty: BTreeMap<String, CoefficientUncertainty>,
+}
+
+/// How well a fit pinned down one coefficient, in the coefficient's unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoefficientUncertainty {
+    /// Standard error.
+    pub std_err: f64,
+    /// 95% interval `[low, high]`.
+    pub ci95: [f64; 2],
 }
 
 impl From<&FitReport> for FitSummary {
@@ -57,6 +74,15 @@ impl From<&FitReport> for FitSummary {
             median_ape_before: report.median_ape_before_pct,
             median_ape_after: report.median_ape_after_pct,
             loo_median_ape: report.loo_median_ape_pct,
+            uncertainty: report
+                .fitted
+                .iter()
+                .filter_map(|c| {
+                    let (std_err, ci95) = (c.std_err?, c.ci95?);
+                    let finite = std_err.is_finite() && ci95.iter().all(|v| v.is_finite());
+                    finite.then(|| (c.name.to_string(), CoefficientUncertainty { std_err, ci95 }))
+                })
+                .collect(),
         }
     }
 }
@@ -171,6 +197,13 @@ mod tests {
                     median_ape_before: 20.0,
                     median_ape_after: 3.0,
                     loo_median_ape: Some(4.5),
+                    uncertainty: BTreeMap::from([(
+                        "gemm_bf16_eff".to_string(),
+                        CoefficientUncertainty {
+                            std_err: 0.02,
+                            ci95: [0.57, 0.65],
+                        },
+                    )]),
                 },
             },
         }
@@ -190,6 +223,21 @@ mod tests {
         for key in ["n_points", "median_ape_before", "median_ape_after", "loo_median_ape"] {
             assert!(value["provenance"]["fit"].get(key).is_some(), "{key}");
         }
+    }
+
+    #[test]
+    fn intervals_are_written_and_profiles_without_them_still_read() {
+        let text = to_json(&sample()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let spread = &value["provenance"]["fit"]["uncertainty"]["gemm_bf16_eff"];
+        assert_eq!(spread["std_err"], 0.02);
+        assert_eq!(spread["ci95"], serde_json::json!([0.57, 0.65]));
+        // A profile written before intervals were reported.
+        let mut old = sample();
+        old.provenance.fit.uncertainty.clear();
+        let old_text = to_json(&old).unwrap();
+        assert!(!old_text.contains("uncertainty"), "{old_text}");
+        assert_eq!(from_json(&old_text, "old.json").unwrap(), old);
     }
 
     #[test]

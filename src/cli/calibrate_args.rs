@@ -20,6 +20,15 @@ fn parse_prior_weight(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses `--max-total-tokens`: a KV capacity of at least one token per rank.
+fn parse_kv_tokens(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("the KV cache capacity (SGLang's max_total_num_tokens) must be at least 1 token per rank".into()),
+        Ok(tokens) => Ok(tokens),
+        Err(_) => Err(format!("'{text}' is not a whole number of tokens per rank")),
+    }
+}
+
 /// Flags of `calibrate`.
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
@@ -45,7 +54,7 @@ pub struct CalibrateArgs {
     pub dtype: Option<String>,
     /// KV cache capacity of the engine measured, tokens per rank (SGLang's `max_total_num_tokens`,
     /// `--max-total-tokens`): `--mem-fraction-static` is solved so the memory model gives it.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_kv_tokens)]
     pub max_total_tokens: Option<u64>,
     /// Measurement files or folders: AIPerf artifact folders (runs or sweeps), Dynamo profiler
     /// folders or archives, bench_serving / bench_one_batch JSONL, `sglsim bench` records.
@@ -94,7 +103,7 @@ pub struct CalibrateArgs {
     /// Weight of the prior pulling each coefficient toward its start (0: none).
     #[arg(long, default_value_t = 0.3, value_parser = parse_prior_weight)]
     pub prior_weight: f64,
-    /// Solver iterations of the fit.
+    /// Most solver iterations of the fit (Levenberg–Marquardt stops at convergence, well before).
     #[arg(long, default_value_t = 400)]
     pub max_iters: u64,
     /// Skip the leave-one-out refits.
@@ -133,6 +142,14 @@ mod tests {
         assert!(parse("sglsim calibrate --gpu h100 --from a --url http://x:1").is_err());
         assert!(parse("sglsim calibrate --gpu h100 --url http://x:1 --budget 10x").is_err());
         assert!(parse("sglsim calibrate --gpu h100 --from a --prior-weight -1").is_err());
+        // Issue 13: a zero KV capacity is refused by its own flag, not as a memory-fraction puzzle.
+        let zero = parse("sglsim calibrate --gpu h100 --from a --max-total-tokens 0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            zero.contains("--max-total-tokens") && zero.contains("must be at least 1 token per rank"),
+            "{zero}"
+        );
         let cli = parse("sglsim calibrate --gpu h100 --model m --url http://x:1 --aiperf --tokenizer /t --resume --work-dir w --tp 2 --max-total-tokens 9000 --max-running-requests 64").unwrap();
         let Command::Calibrate(args) = cli.command else {
             panic!("not calibrate")

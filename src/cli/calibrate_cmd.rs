@@ -29,10 +29,56 @@ const MAX_TABLE_ROWS: usize = 40;
 
 /// `sglsim calibrate`.
 pub fn calibrate(args: &CalibrateArgs) -> Result<Outcome> {
+    if let (Some(out), false) = (&args.out, args.dry_run) {
+        check_writable(out)?;
+    }
     match &args.url {
         Some(url) => super::calibrate_live::calibrate_live(args, url),
         None => calibrate_offline(args),
     }
+}
+
+/// Fails, naming `--out`, when the profile could not be written there: found before a sweep or a
+/// fit spends minutes, not after. Leaves no file behind.
+fn check_writable(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        bail!(
+            "--out {} is a folder: give the profile's file path (e.g. {}/profile.json)",
+            out.display(),
+            out.display()
+        );
+    }
+    let parent = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!("--out {}: the folder {} does not exist", out.display(), parent.display());
+    }
+    let name = out.file_name().map_or("profile".into(), |n| n.to_string_lossy().into_owned());
+    let probe = parent.join(format!(".{name}.{}.write-check", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("--out {}: cannot write in {}", out.display(), parent.display()))?;
+    std::fs::remove_file(&probe).with_context(|| format!("cannot remove {}", probe.display()))?;
+    if out.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(out)
+            .with_context(|| format!("--out {}: cannot be overwritten", out.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` through a temporary file beside it and a rename, so that a failed
+/// write never leaves a half-written profile in place of a good one.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let name = path.file_name().map_or("profile".into(), |n| n.to_string_lossy().into_owned());
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, text).with_context(|| format!("cannot write profile {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write profile {}", path.display()))
 }
 
 /// The engine measured: parallel sizes and SGLang flags (from the flags, and with `--url` what the server reports).
@@ -147,7 +193,8 @@ fn model_name(args: &CalibrateArgs, ingested: &Ingested) -> Result<String> {
     }
 }
 
-fn fit_config(args: &CalibrateArgs, engine: EngineConfig) -> FitConfig {
+/// How `calibrate` fits: the flags' choice, prior, iterations and leave-one-out.
+pub(super) fn fit_config(args: &CalibrateArgs, engine: EngineConfig) -> FitConfig {
     FitConfig {
         engine,
         choice: if args.coefficients.is_empty() {
@@ -247,10 +294,18 @@ fn calibrate_offline(args: &CalibrateArgs) -> Result<Outcome> {
             ingest_table(&ingested)
         }));
     }
-    let model = model_name(args, &ingested)?;
-    let (engine, notes) = engine_config(args, &model, &EngineDescription::from_flags(args)?)?;
-    ingested.warnings.extend(notes);
-    fit_and_report(args, &model, engine, &ingested, None)
+    let fitted = model_name(args, &ingested).and_then(|model| {
+        let (engine, notes) = engine_config(args, &model, &EngineDescription::from_flags(args)?)?;
+        ingested.warnings.extend(notes);
+        fit_and_report(args, &model, engine, &ingested, None)
+    });
+    if fitted.is_err() {
+        // Without a report, the reasons files and rows were skipped would be lost with the error.
+        for warning in &ingested.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    fitted
 }
 
 /// Fits, writes the profile to `--out`, and formats the report.
@@ -293,7 +348,7 @@ pub(super) fn fit_and_report(
     );
     let text = profile::to_json(&profile)?;
     if let Some(out) = &args.out {
-        std::fs::write(out, format!("{text}\n")).with_context(|| format!("cannot write profile {}", out.display()))?;
+        write_atomically(out, &format!("{text}\n"))?;
     }
     let mut warnings = ingested.warnings.clone();
     warnings.extend(report.warnings.iter().cloned());
@@ -377,14 +432,15 @@ fn fit_table(profile: &Profile, report: &FitReport, ingested: &Ingested, warning
         report.targets.len()
     );
     out.push_str(&format!(
-        "  fit: {} iterations, {} evaluations ({}); cost {:.4} -> {:.4}\n\n",
+        "  fit: {}, {} iterations, {} evaluations ({}); cost {:.4} -> {:.4}\n\n",
+        report.solver,
         report.iterations,
         report.evaluations,
         report.termination.to_lowercase(),
         report.cost_before,
         report.cost_after
     ));
-    out.push_str("  coefficient                 start      fitted    change  sensitivity  status\n");
+    out.push_str("  coefficient                 start      fitted    change  sensitivity     std err  95% interval          status\n");
     for coefficient in &report.fitted {
         let status = match coefficient.status {
             CoefficientStatus::Moved => "moved",
@@ -396,9 +452,13 @@ fn fit_table(profile: &Profile, report: &FitReport, ingested: &Ingested, warning
         } else {
             status.to_string()
         };
+        let std_err = coefficient.std_err.map_or("-".to_string(), |e| format!("{e:.4}"));
+        let interval = coefficient
+            .ci95
+            .map_or("-".to_string(), |[low, high]| format!("[{low:.4}, {high:.4}]"));
         out.push_str(&format!(
-            "  {:<22} {:>10.4} {:>11.4} {:>8.1}% {:>12.3}  {status}\n",
-            coefficient.name, coefficient.start, coefficient.fitted, coefficient.change_pct, coefficient.sensitivity
+            "  {:<22} {:>10.4} {:>11.4} {:>8.1}% {:>12.3} {:>11}  {:<20}  {status}\n",
+            coefficient.name, coefficient.start, coefficient.fitted, coefficient.change_pct, coefficient.sensitivity, std_err, interval
         ));
     }
     out.push_str("\n  point                          metric         measured     before      after    LOO\n");

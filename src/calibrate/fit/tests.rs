@@ -221,3 +221,128 @@ fn coefficients_whose_range_starts_at_zero_are_fitted_on_a_linear_scale() {
     assert_eq!(fitted.status, CoefficientStatus::Moved);
     assert!(!fitted.at_bound);
 }
+
+/// `points` with each measured value scaled by exp(ε), ε drawn from N(0, `sigma`²) with a fixed seed.
+fn with_noise(points: &[MeasuredPoint], sigma: f64, seed: u64) -> Vec<MeasuredPoint> {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, Normal};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let normal = Normal::new(0.0, sigma).unwrap();
+    let scale = |summary: &mut Option<Summary>, factor: f64| {
+        if let Some(summary) = summary {
+            summary.mean = summary.mean.map(|v| v * factor);
+        }
+    };
+    points
+        .iter()
+        .map(|point| {
+            let mut noisy = point.clone();
+            scale(&mut noisy.measured.ttft_ms, normal.sample(&mut rng).exp());
+            scale(&mut noisy.measured.itl_ms, normal.sample(&mut rng).exp());
+            noisy
+        })
+        .collect()
+}
+
+#[test]
+fn the_fit_converges_and_its_intervals_cover_the_truth() {
+    let start = Coefficients::defaults();
+    let mut truth = start.clone();
+    truth.gemm_bf16_eff = 0.62;
+    truth.attn_prefill_eff = 0.5;
+    truth.gemm_mem_eff = 0.72;
+    truth.attn_decode_mem_eff = 0.7;
+    // 2% measurement noise (log-normal), as repeated benchmark runs scatter.
+    let points = with_noise(&synthetic_points(&truth), 0.02, 7);
+    let mut config = config(start, LeaveOneOut::Skip);
+    config.choice = CoefficientChoice::Named(vec![
+        "gemm_bf16_eff".into(),
+        "attn_prefill_eff".into(),
+        "gemm_mem_eff".into(),
+        "attn_decode_mem_eff".into(),
+    ]);
+    let report = fit(&points, &config, None).unwrap();
+    assert_eq!(report.solver, "levenberg-marquardt");
+    assert!(report.termination.starts_with("converged"), "{}", report.termination);
+    assert!(report.iterations < config.max_iters, "{}", report.iterations);
+    // σ² near the noise's 0.02² = 4e-4 (22 targets, 4 coefficients).
+    let variance = report.residual_variance.unwrap();
+    assert!(variance > 1e-4 && variance < 1e-3, "{variance}");
+    let truth_values = truth.to_vec();
+    let mut covered = 0;
+    for coefficient in &report.fitted {
+        let index = COEFFICIENT_INFO.iter().position(|i| i.name == coefficient.name).unwrap();
+        let std_err = coefficient.std_err.unwrap();
+        let [low, high] = coefficient.ci95.unwrap();
+        assert!(
+            std_err > 0.0 && low < coefficient.fitted && coefficient.fitted < high,
+            "{coefficient:?}"
+        );
+        // A 95% interval is about ±2 standard errors wide (t with 18 degrees of freedom is 2.10).
+        let width_in_se = (high - low) / std_err;
+        assert!(width_in_se > 3.5 && width_in_se < 4.8, "{coefficient:?}");
+        covered += usize::from(low <= truth_values[index] && truth_values[index] <= high);
+    }
+    assert!(covered >= 3, "{covered} of 4 intervals hold the truth: {:#?}", report.fitted);
+}
+
+#[test]
+fn coefficients_repeats_of_one_workload_cannot_separate_are_named() {
+    // Four runs of one decode step (batch 64, 8k context): every point moves weight streaming
+    // (gemm_mem_eff) and KV streaming (attn_decode_mem_eff) in the same proportion, so only a
+    // combination of the two is identified.
+    let step = StepModel::new(engine(Coefficients::defaults())).unwrap();
+    let ms = step.decode_step_s(64, 8000).total_s * 1e3;
+    let points: Vec<MeasuredPoint> = [0.97, 1.0, 1.02, 1.05]
+        .iter()
+        .map(|factor| {
+            point(
+                Workload::DecodeStep {
+                    batch: 64,
+                    context_tokens: 8000,
+                },
+                MeasuredMetrics {
+                    itl_ms: Some(Summary::mean_only(ms * factor)),
+                    ..MeasuredMetrics::default()
+                },
+            )
+        })
+        .collect();
+    let mut config = config(Coefficients::defaults(), LeaveOneOut::Skip);
+    config.choice = CoefficientChoice::Named(vec!["gemm_mem_eff".into(), "attn_decode_mem_eff".into()]);
+    let report = fit(&points, &config, None).unwrap();
+    assert!(
+        report.fitted.iter().all(|c| c.status != CoefficientStatus::NotIdentified),
+        "{:#?}",
+        report.fitted
+    );
+    let warning = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("near-singular"))
+        .unwrap_or_else(|| panic!("{:?}", report.warnings));
+    assert!(
+        warning.starts_with("the measurements cannot tell ") && warning.contains("gemm_mem_eff") && warning.contains("attn_decode_mem_eff"),
+        "{warning}"
+    );
+}
+
+#[test]
+fn coefficients_pinned_at_their_bounds_are_said_plainly() {
+    // A "server" 10 times slower than anything the plausible ranges allow.
+    let mut points = synthetic_points(&Coefficients::defaults());
+    for point in &mut points {
+        for summary in [&mut point.measured.ttft_ms, &mut point.measured.itl_ms].into_iter().flatten() {
+            summary.mean = summary.mean.map(|v| v * 10.0);
+        }
+    }
+    let mut config = config(Coefficients::defaults(), LeaveOneOut::Skip);
+    config.choice = CoefficientChoice::Named(vec!["gemm_bf16_eff".into(), "gemm_mem_eff".into()]);
+    let report = fit(&points, &config, None).unwrap();
+    assert!(report.fitted.iter().all(|c| c.at_bound), "{:#?}", report.fitted);
+    let warning = report.warnings.iter().find(|w| w.contains("end of their plausible range")).unwrap();
+    assert!(
+        warning.starts_with("2 of 2 fitted coefficients") && warning.contains("does not describe this server"),
+        "{warning}"
+    );
+}
