@@ -458,6 +458,102 @@ fn issue_14_mocker_table_read_with_the_mockers_rule_matches_predict() {
     }
 }
 
+/// The issue's search: Qwen3-32B, 4000 in / 500 out, TTFT < 300 ms and ITL < 10 ms at p90, on 8 GPUs.
+fn qwen32b_search(gpus: Vec<sglsim::model::gpu::GpuSpec>) -> SearchConfig {
+    SearchConfig {
+        model: find_bundled_spec("Qwen/Qwen3-32B").unwrap().unwrap(),
+        model_flags: "--model Qwen/Qwen3-32B".into(),
+        gpus,
+        coefficients: Coefficients::defaults(),
+        server_args: ServerArgs::sglang_defaults(),
+        limits: GpuLimits {
+            total_gpus: Some(8),
+            max_gpus_per_engine: None,
+        },
+        workload: WorkloadShape {
+            isl: 4000,
+            osl: 500,
+            lengths: LengthDistribution::Fixed,
+            seed: 0,
+        },
+        sla: SlaTarget {
+            ttft_ms: 300.0,
+            itl_ms: 10.0,
+            percentile: Percentile::P90,
+        },
+        modes: ModeChoice::Both,
+        load: None,
+        top_k: 5,
+        // Per GPU type; smaller than the default to keep the test short, which the property does not need.
+        max_simulations: 24,
+        n_threads: None,
+    }
+}
+
+#[test]
+fn issue_14_all_gpu_search_keeps_h200s_best_configuration() {
+    let catalog = GpuCatalog::builtin().unwrap();
+    let alone = sglsim::search::search(&qwen32b_search(vec![catalog.find("h200").unwrap().clone()])).unwrap();
+    let all = sglsim::search::search(&qwen32b_search(catalog.all().to_vec())).unwrap();
+    let best = alone.top.first().expect("H200 alone meets the SLA");
+    let kept = all
+        .points
+        .iter()
+        .find(|p| p.label == best.label)
+        .unwrap_or_else(|| panic!("{} is not among the all-GPU search's points", best.label));
+    // The same simulation gives the same row (its Pareto flag is relative to the other points).
+    let measured = |p: &sglsim::search::result::Point| {
+        (
+            p.ttft_ms,
+            p.itl_ms,
+            p.output_tok_s_per_gpu,
+            p.request_s,
+            p.predict_command.clone(),
+            p.engines.clone(),
+        )
+    };
+    assert_eq!(measured(kept), measured(best));
+    let h200_best = all.best_per_gpu.iter().find(|p| p.gpu == "h200").expect("H200 keeps its best");
+    assert_eq!((&h200_best.label, measured(h200_best)), (&best.label, measured(best)));
+    assert!(all.best_per_gpu.iter().any(|p| p.gpu == "h100-sxm"), "H100 keeps an answer too");
+    // --top 5 shows 5 rows: far more than 5 distinct choices meet the SLA across 12 GPU types.
+    assert_eq!(all.top.len(), 5);
+    // The budget columns: copies of the unit in 8 GPUs, and what they serve.
+    for point in all.top.iter().chain(&alone.top) {
+        let budget = point.budget.expect("--total-gpus gives a budget");
+        assert_eq!(budget.units * budget.gpus_per_unit + budget.idle_gpus, 8, "{}", point.label);
+        assert!(budget.idle_gpus < budget.gpus_per_unit);
+        let unit_tok_s = point.output_tok_s_per_gpu * f64::from(point.n_gpus) / f64::from(point.replicas);
+        assert!((budget.output_tok_s - unit_tok_s * f64::from(budget.units)).abs() < 0.01 * budget.output_tok_s);
+    }
+}
+
+#[test]
+fn budget_of_deepseek_r1s_unit_on_72_gb200s() {
+    // The issue's case: a 7P + 1D unit of 44 GPUs fits once in 72 and leaves 28 idle.
+    let budget = sglsim::search::result::BudgetReport::new(72, 44, 10_000.0, 5.5);
+    assert_eq!((budget.units, budget.idle_gpus), (1, 28));
+    assert_eq!((budget.output_tok_s, budget.request_s), (10_000.0, 5.5));
+    let budget = sglsim::search::result::BudgetReport::new(72, 8, 1_000.5, 0.25);
+    assert_eq!(
+        (budget.units, budget.idle_gpus, budget.output_tok_s, budget.request_s),
+        (9, 0, 9_004.5, 2.25)
+    );
+}
+
+#[test]
+fn gpu_all_searches_every_catalog_gpu() {
+    let out = sglsim(
+        "search --model Qwen3-8B --gpu all --max-gpus-per-engine 1 --isl 512 --osl 32 --ttft 200 --itl 15 --max-simulations 2 --json",
+    );
+    assert!(out.code == 0 || out.code == 1, "{}", out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let searched = json["gpus"].as_array().unwrap().len();
+    let skipped = json["skipped_gpus"].as_array().unwrap().len();
+    assert_eq!(searched + skipped, GpuCatalog::builtin().unwrap().all().len(), "{}", out.stdout);
+    assert!(json["best_per_gpu"].is_array());
+}
+
 #[test]
 fn only_search_uses_rayon_and_search_imports_no_cli_or_files() {
     fn visit(dir: &Path, files: &mut Vec<(String, String)>) {

@@ -24,9 +24,16 @@ pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
     let catalog = GpuCatalog::builtin()?;
     let mut gpus = Vec::new();
     for name in &args.gpu {
-        let gpu = catalog.find(name)?.clone();
-        if !gpus.iter().any(|g: &sglsim::model::gpu::GpuSpec| g.name == gpu.name) {
-            gpus.push(gpu);
+        // `all`: every GPU type of the catalog, in its order.
+        let named = if name.eq_ignore_ascii_case("all") {
+            catalog.all().to_vec()
+        } else {
+            vec![catalog.find(name)?.clone()]
+        };
+        for gpu in named {
+            if !gpus.iter().any(|g: &sglsim::model::gpu::GpuSpec| g.name == gpu.name) {
+                gpus.push(gpu);
+            }
         }
     }
     let mut server_args = ServerArgs::sglang_defaults();
@@ -246,15 +253,46 @@ fn load_column(point: &Point) -> String {
     }
 }
 
+/// The budget columns of a row: units of the point's unit that fit in `--total-gpus` (idle GPUs in
+/// parentheses), their output tokens/s and requests/s.
+fn budget_columns(point: &Point) -> (String, String, String) {
+    match &point.budget {
+        Some(b) => {
+            let units = if b.idle_gpus > 0 {
+                format!("{} (+{} idle)", b.units, b.idle_gpus)
+            } else {
+                b.units.to_string()
+            };
+            (units, format!("{:.1}", b.output_tok_s), format!("{:.2}", b.request_s))
+        }
+        None => ("-".into(), "-".into(), "-".into()),
+    }
+}
+
 fn points_table(points: &[Point]) -> String {
     let mut out = format!(
-        "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9} {:>8} {:>10} {:>10} {:>8}\n",
-        "#", "mode", "gpu", "mapping", "GPUs", "replicas", "load", "TTFT ms", "ITL ms", "tok/s/GPU", "tok/s/user", "req/s"
+        "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9} {:>8} {:>10} {:>10} {:>8}  {:>13} {:>10} {:>8}\n",
+        "#",
+        "mode",
+        "gpu",
+        "mapping",
+        "GPUs",
+        "replicas",
+        "load",
+        "TTFT ms",
+        "ITL ms",
+        "tok/s/GPU",
+        "tok/s/user",
+        "req/s",
+        "budget units",
+        "tok/s",
+        "req/s"
     );
     for (index, p) in points.iter().enumerate() {
         let replicas = p.xpyd.clone().unwrap_or_else(|| p.replicas.to_string());
+        let (units, budget_tok_s, budget_request_s) = budget_columns(p);
         out.push_str(&format!(
-            "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9.1} {:>8.2} {:>10.1} {:>10.1} {:>8.2}\n",
+            "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9.1} {:>8.2} {:>10.1} {:>10.1} {:>8.2}  {:>13} {:>10} {:>8}\n",
             index + 1,
             p.mode,
             p.gpu,
@@ -266,7 +304,10 @@ fn points_table(points: &[Point]) -> String {
             p.itl_ms,
             p.output_tok_s_per_gpu,
             p.tok_s_per_user,
-            p.request_s
+            p.request_s,
+            units,
+            budget_tok_s,
+            budget_request_s
         ));
     }
     out
@@ -305,8 +346,25 @@ pub fn search_table(config: &SearchConfig, result: &SearchResult) -> String {
         result.screened, result.evaluated, result.feasible
     ));
     if result.has_feasible() {
-        out.push_str(&format!("best {} by output tokens/s per GPU within the SLA:\n", result.top.len()));
+        out.push_str(&format!("best {} by output tokens/s per GPU within the SLA", result.top.len()));
+        if result.top.len() < config.top_k {
+            out.push_str(&format!(
+                " (only {} distinct GPU, mode and mapping choices meet it; --top {} asked for more)",
+                result.top.len(),
+                config.top_k
+            ));
+        }
+        out.push_str(":\n");
         out.push_str(&points_table(&result.top));
+        if let Some(total) = config.limits.total_gpus {
+            out.push_str(&format!(
+                "  budget: copies of the row's unit (one engine or one xPyD unit) that fit in --total-gpus {total}, and what they serve together\n"
+            ));
+        }
+        if result.gpus.len() > 1 {
+            out.push_str("\nbest within the SLA per GPU type:\n");
+            out.push_str(&points_table(&result.best_per_gpu));
+        }
         out.push_str("\nlaunch commands:\n");
         out.push_str(&launch_commands(&result.top));
     } else {
