@@ -320,6 +320,21 @@ fn out_dir_holds_csv_json_svg_and_a_dynamo_profile() {
     assert!(results["points"].as_array().unwrap().len() >= results["pareto"].as_array().unwrap().len());
     let svg = std::fs::read_to_string(dir.path().join("pareto.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("Pareto front"));
+    // Issue 14: both SLA limits, the feasible points as such, the selected configuration, and a
+    // title naming model, GPU, mapping and workload; a PNG beside the SVG.
+    for text in [
+        "ITL limit 15 ms (p90)",
+        "TTFT limit 200 ms (p90)",
+        "meets SLA (",
+        "selected: ",
+        "Qwen3-8B on h100-sxm: ISL 512 / OSL 32",
+    ] {
+        assert!(svg.contains(text), "pareto.svg lacks {text}");
+    }
+    for name in ["pareto.png", "prefill_performance.png", "decode_performance.png"] {
+        let png = std::fs::read(dir.path().join(name)).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}");
+    }
     check_dynamo_folder(dir.path());
 }
 

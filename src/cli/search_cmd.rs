@@ -14,7 +14,7 @@ use sglsim::model::server_args::{MoeA2aBackend, ServerArgs};
 use sglsim::model::step::StepModel;
 use sglsim::search::config::{GpuLimits, Load, ModeChoice, SearchConfig, SlaTarget, WorkloadShape};
 use sglsim::search::dynamo::{self, DynamoProfile};
-use sglsim::search::plot::{chart, pareto_chart, Chart, Series, Style};
+use sglsim::search::plot::{decode_figure, pareto_figure, prefill_figure, Figure};
 use sglsim::search::result::{Point, SearchResult};
 use sglsim::sim::metrics::Percentile;
 
@@ -108,7 +108,7 @@ pub fn search(args: &SearchArgs) -> Result<Outcome> {
         eprintln!("warning: skipping {}: {}", skipped.gpu, skipped.reason);
     }
     if let Some(dir) = &args.out {
-        write_search_files(dir, &result, elapsed_ms)?;
+        write_search_files(dir, &config, &result, elapsed_ms)?;
     }
     let text = if args.json {
         let mut value = serde_json::to_value(&result)?;
@@ -131,7 +131,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn write_search_files(dir: &Path, result: &SearchResult, elapsed_ms: f64) -> Result<()> {
+fn write_search_files(dir: &Path, config: &SearchConfig, result: &SearchResult, elapsed_ms: f64) -> Result<()> {
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record([
         "label",
@@ -174,10 +174,14 @@ fn write_search_files(dir: &Path, result: &SearchResult, elapsed_ms: f64) -> Res
     value["points"] = serde_json::to_value(&result.points)?;
     value["elapsed_ms"] = serde_json::json!((elapsed_ms * 1000.0).round() / 1000.0);
     write(&dir.join("results.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
-    write(&dir.join("pareto.svg"), pareto_chart(result).as_bytes())?;
+    write_figure(dir, "pareto", &pareto_figure(result, config.workload.isl, config.workload.osl))?;
     if let Some(best) = result.best() {
         if let Some((prefill, decode)) = result.step_models(best) {
-            write_dynamo_folder(dir, &dynamo::profile(prefill, decode))?;
+            let caption = format!(
+                "{} on {}: {} {}; ISL {} / OSL {}",
+                result.model, best.gpu, best.mode, best.mapping, config.workload.isl, config.workload.osl
+            );
+            write_dynamo_folder(dir, &dynamo::profile(prefill, decode), &caption)?;
             write(&dir.join("selected_config.txt"), selected_config(best).as_bytes())?;
         }
     }
@@ -192,57 +196,24 @@ fn selected_config(point: &Point) -> String {
     text
 }
 
-/// Writes the Dynamo profiler's folder: both archives, their JSON twins, the mocker's table and two charts.
-fn write_dynamo_folder(dir: &Path, profile: &DynamoProfile) -> Result<()> {
+/// Writes a figure as `<name>.svg` and `<name>.png` side by side.
+fn write_figure(dir: &Path, name: &str, figure: &Figure) -> Result<()> {
+    let svg_name = format!("{name}.svg");
+    write(&dir.join(&svg_name), figure.svg(&svg_name)?.as_bytes())?;
+    let png_name = format!("{name}.png");
+    write(&dir.join(&png_name), &figure.png(&png_name)?)
+}
+
+/// Writes the Dynamo profiler's folder: both archives, their JSON twins, the mocker's table and
+/// two figures (SVG and PNG) whose titles carry `caption` (model, GPU, mapping, workload).
+fn write_dynamo_folder(dir: &Path, profile: &DynamoProfile, caption: &str) -> Result<()> {
     write(&dir.join(dynamo::PREFILL_NPZ_PATH), &profile.prefill_npz()?)?;
     write(&dir.join(dynamo::DECODE_NPZ_PATH), &profile.decode_npz()?)?;
     write(&dir.join(dynamo::MOCKER_NPZ_PATH), &profile.mocker_npz()?)?;
     write(&dir.join("prefill_raw_data.json"), profile.prefill_json().as_bytes())?;
     write(&dir.join("decode_raw_data.json"), profile.decode_json().as_bytes())?;
-    let prefill = &profile.prefill;
-    let prefill_chart = Chart {
-        title: "prefill TTFT (batch 1)".into(),
-        x_label: "input length, tokens".into(),
-        y_label: "TTFT, ms".into(),
-        series: vec![Series {
-            name: "TTFT".into(),
-            colour: "royalblue",
-            style: Style::Line,
-            points: prefill
-                .prefill_isl
-                .iter()
-                .map(|&i| i as f64)
-                .zip(prefill.prefill_ttft.iter().copied())
-                .collect(),
-        }],
-        marker: None,
-    };
-    write(&dir.join("prefill_performance.svg"), chart(&prefill_chart).as_bytes())?;
-    let decode = &profile.decode;
-    let colours = ["royalblue", "seagreen", "darkorange", "crimson", "purple", "teal", "goldenrod"];
-    let mut contexts: Vec<f64> = decode.y_context_length.clone();
-    contexts.dedup();
-    let series = contexts
-        .iter()
-        .enumerate()
-        .map(|(index, &context)| Series {
-            name: format!("context {context:.0}"),
-            colour: colours[index % colours.len()],
-            style: Style::Line,
-            points: (0..decode.z_itl.len())
-                .filter(|&i| decode.y_context_length[i] == context)
-                .map(|i| (decode.x_kv_usage[i], decode.z_itl[i]))
-                .collect(),
-        })
-        .collect();
-    let decode_chart = Chart {
-        title: "decode ITL by KV usage".into(),
-        x_label: "KV usage".into(),
-        y_label: "ITL, ms".into(),
-        series,
-        marker: None,
-    };
-    write(&dir.join("decode_performance.svg"), chart(&decode_chart).as_bytes())
+    write_figure(dir, "prefill_performance", &prefill_figure(profile, caption))?;
+    write_figure(dir, "decode_performance", &decode_figure(profile, caption))
 }
 
 fn load_column(point: &Point) -> String {
@@ -439,7 +410,18 @@ pub fn profile(args: &ProfileArgs) -> Result<Outcome> {
     };
     let decode_step = decode.as_ref().unwrap_or(&prefill);
     let profile = dynamo::profile(&prefill, decode_step);
-    write_dynamo_folder(&args.out, &profile)?;
+    let caption = format!(
+        "{} on {}: prefill {} ({}), decode {} ({}); ISL {} / OSL {}",
+        model.name,
+        gpu.name,
+        prefill.mapping(),
+        prefill.mapping().kind(),
+        decode_step.mapping(),
+        decode_step.mapping().kind(),
+        args.isl,
+        args.osl
+    );
+    write_dynamo_folder(&args.out, &profile, &caption)?;
     if args.json {
         return Ok(Outcome::Done(serde_json::to_string_pretty(&profile)?));
     }
