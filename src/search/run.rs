@@ -46,7 +46,9 @@ fn search_in_pool(config: &SearchConfig) -> Result<SearchResult> {
         &stratum_of,
         config.sla.ttft_ms,
         config.sla.itl_ms,
-        |s| stratum_budget(s, &stratum_of, config.max_simulations),
+        // Each GPU type and mode gets the whole budget: the inside-SLA survivors of a mode are
+        // then a superset of those it won when the modes shared one budget.
+        |_| config.max_simulations,
     );
     let mut points: Vec<Point> = survivors
         .par_iter()
@@ -143,15 +145,6 @@ fn stratum(candidate: &Candidate, engines: &[EngineChoice]) -> usize {
         Layout::Agg { engine } => 2 * engines[engine].gpu_idx,
         Layout::Disagg { prefill, .. } => 2 * engines[prefill].gpu_idx + 1,
     }
-}
-
-/// Simulations a stratum gets: `--max-simulations` per GPU type, shared evenly by the modes that
-/// GPU type has candidates in, so that a GPU type searched beside others keeps the survivors it
-/// has when searched alone, and neither mode crowds out the other.
-fn stratum_budget(stratum: usize, stratum_of: &[usize], max_simulations: usize) -> usize {
-    let gpu = stratum / 2;
-    let modes = [2 * gpu, 2 * gpu + 1].iter().filter(|&&s| stratum_of.contains(&s)).count().max(1);
-    max_simulations.div_ceil(modes)
 }
 
 /// Groups candidates that differ only in load and replicas: one id per (layout, cap).
