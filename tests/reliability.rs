@@ -219,7 +219,7 @@ fn flags_that_would_be_ignored_are_refused() {
     }
     refused(
         &sglsim(&format!("{LLAMA} --isl 100 --osl 10 --sglang-version 99.0")),
-        &["--sglang-version '99.0'", "0.3.0 to 0.5.5"],
+        &["--sglang-version '99.0'", "0.3.0 to 0.5.8"],
     );
     refused(
         &sglsim(&format!("{LLAMA} --isl 100 --osl 10 --batch 4 --num-requests 9")),

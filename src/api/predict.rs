@@ -536,3 +536,40 @@ fn deployment(plan: &Plan) -> Deployment<'_> {
     };
     Deployment { engines: specs, transfer }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_are_uniform_normal_or_fixed() {
+        let request = |range_ratio, isl_std, osl_std| PredictRequest {
+            range_ratio,
+            isl_std,
+            osl_std,
+            ..PredictRequest::default()
+        };
+        assert!(matches!(request(None, None, None).lengths(), LengthDistribution::Fixed));
+        assert!(matches!(
+            request(Some(0.5), None, None).lengths(),
+            LengthDistribution::Uniform { range_ratio } if range_ratio == 0.5
+        ));
+        assert!(matches!(
+            request(None, None, Some(3.0)).lengths(),
+            LengthDistribution::Normal { isl_std, osl_std } if isl_std == 0.0 && osl_std == 3.0
+        ));
+    }
+
+    #[test]
+    fn json_requests_refuse_unknown_names_and_take_rates_as_numbers_or_text() {
+        let error = PredictRequest::from_json(r#"{"model": "m", "concurency": 4}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("unknown argument 'concurency': predict takes "), "{error}");
+        let request = PredictRequest::from_json(r#"{"model": "m", "request_rate": 4, "kv_cache_dtype": "fp8"}"#).unwrap();
+        assert_eq!(request.request_rate, Some(RequestRate::PerSecond(4.0)));
+        assert_eq!(request.server.kv_cache_dtype, "fp8");
+        let request = PredictRequest::from_json(r#"{"request_rate": "inf"}"#).unwrap();
+        assert_eq!(request.request_rate, Some(RequestRate::Text("inf".into())));
+    }
+}

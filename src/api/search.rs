@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::checks::apply_context_length;
 use super::error::{invalid, Result};
 use super::load::{kv_cache_dtype, load_coefficients, load_model_as};
 use crate::model::gpu::{GpuCatalog, GpuSpec};
@@ -64,6 +65,8 @@ pub struct SearchRequest {
     pub kv_cache_dtype: String,
     /// `--moe-a2a-backend` of every candidate.
     pub moe_a2a_backend: String,
+    /// SGLang's `--context-length`, tokens (default the model's window).
+    pub context_length: Option<u64>,
 }
 
 impl Default for SearchRequest {
@@ -92,6 +95,7 @@ impl Default for SearchRequest {
             seed: 0,
             kv_cache_dtype: "auto".into(),
             moe_a2a_backend: "none".into(),
+            context_length: None,
         }
     }
 }
@@ -106,13 +110,21 @@ impl SearchRequest {
 
     /// The search's configuration: reads the model config and profile, checks the flags.
     pub fn config(&self) -> Result<SearchConfig> {
-        let model = load_model_as(&self.model, self.dtype.as_deref())?;
+        let mut model = load_model_as(&self.model, self.dtype.as_deref())?;
+        apply_context_length(&mut model, self.context_length)?;
         let catalog = GpuCatalog::builtin()?;
         let mut gpus: Vec<GpuSpec> = Vec::new();
         for name in &self.gpu {
-            let gpu = catalog.find(name)?.clone();
-            if !gpus.iter().any(|g| g.name == gpu.name) {
-                gpus.push(gpu);
+            // `all`: every GPU type of the catalog, in its order.
+            let named = if name.eq_ignore_ascii_case("all") {
+                catalog.all().to_vec()
+            } else {
+                vec![catalog.find(name)?.clone()]
+            };
+            for gpu in named {
+                if !gpus.iter().any(|g| g.name == gpu.name) {
+                    gpus.push(gpu);
+                }
             }
         }
         let mut server_args = ServerArgs::sglang_defaults();

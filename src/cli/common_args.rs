@@ -5,8 +5,6 @@
 
 use clap::Args;
 
-use sglsim::sim::workload::LengthDistribution;
-
 /// The model and its weight format (`predict`, `serve`, `search`).
 #[derive(Debug, Args)]
 pub struct ModelFlags {
@@ -55,21 +53,6 @@ pub struct LengthFlags {
     /// AIPerf-style normal output lengths with this standard deviation, tokens.
     #[arg(long)]
     pub osl_std: Option<f64>,
-}
-
-impl LengthFlags {
-    /// The length distribution the flags ask for: uniform with --range-ratio, normal with either
-    /// standard deviation (the other 0), else fixed. The range is checked where requests are drawn.
-    pub fn distribution(&self) -> LengthDistribution {
-        match (self.range_ratio, self.isl_std, self.osl_std) {
-            (Some(range_ratio), _, _) => LengthDistribution::Uniform { range_ratio },
-            (None, None, None) => LengthDistribution::Fixed,
-            (None, isl_std, osl_std) => LengthDistribution::Normal {
-                isl_std: isl_std.unwrap_or(0.0),
-                osl_std: osl_std.unwrap_or(0.0),
-            },
-        }
-    }
 }
 
 /// SGLang server flags that change the answer (`predict`, `serve`, `calibrate`), under SGLang's names.
@@ -141,23 +124,5 @@ mod tests {
         let base = MappingFlags { tp: 8, dp: 2, ep: 8 };
         let decode = base.with(Some(4), None, Some(1));
         assert_eq!((decode.tp, decode.dp, decode.ep), (4, 2, 1));
-    }
-
-    #[test]
-    fn lengths_are_uniform_normal_or_fixed() {
-        let flags = |range_ratio, isl_std, osl_std| LengthFlags {
-            range_ratio,
-            isl_std,
-            osl_std,
-        };
-        assert!(matches!(flags(None, None, None).distribution(), LengthDistribution::Fixed));
-        assert!(matches!(
-            flags(Some(0.5), None, None).distribution(),
-            LengthDistribution::Uniform { range_ratio } if range_ratio == 0.5
-        ));
-        assert!(matches!(
-            flags(None, None, Some(3.0)).distribution(),
-            LengthDistribution::Normal { isl_std, osl_std } if isl_std == 0.0 && osl_std == 3.0
-        ));
     }
 }

@@ -37,7 +37,8 @@ pub struct SearchArgs {
     /// Model and weight format.
     #[command(flatten)]
     pub model: ModelFlags,
-    /// GPU types to try, comma-separated (see `sglsim gpus`).
+    /// GPU types to try, comma-separated (see `sglsim gpus`), or `all`; each type (and mode) gets
+    /// its own --max-simulations.
     #[arg(long, value_delimiter = ',', required = true)]
     pub gpu: Vec<String>,
     /// GPUs of the whole deployment; replicas fill them.
@@ -91,7 +92,7 @@ pub struct SearchArgs {
     /// Worker threads (default: one per core); results do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Candidates the serving simulator evaluates after the analytic screen.
+    /// Candidates the serving simulator evaluates after the analytic screen, per GPU type and mode.
     #[arg(long, default_value_t = 96)]
     pub max_simulations: usize,
     /// RNG seed of the simulated workloads.

@@ -11,81 +11,59 @@ use super::plan::{
 };
 use super::run::Outcome;
 use super::search_args::{PercentileFlag, ProfileArgs, SearchArgs, SearchMode};
+use sglsim::api::SearchRequest;
 use sglsim::model::gpu::GpuCatalog;
-use sglsim::model::server_args::{MoeA2aBackend, ServerArgs};
+use sglsim::model::server_args::ServerArgs;
 use sglsim::model::step::StepModel;
-use sglsim::search::config::{GpuLimits, Load, ModeChoice, SearchConfig, SlaTarget, WorkloadShape};
+use sglsim::search::config::{Load, SearchConfig};
 use sglsim::search::dynamo::{self, DynamoProfile};
-use sglsim::search::plot::{chart, pareto_chart, Chart, Series, Style};
+use sglsim::search::plot::{decode_figure, pareto_figure, prefill_figure, Figure};
 use sglsim::search::result::{Point, SearchResult};
-use sglsim::sim::metrics::Percentile;
 
 /// Builds the library's configuration from the flags (reads the model config and profile).
 pub fn search_config(args: &SearchArgs) -> Result<SearchConfig> {
-    let mut model = load_model_as(&args.model.model, args.model.dtype.as_deref())?;
-    apply_context_length(&mut model, args.context_length)?;
-    let catalog = GpuCatalog::builtin()?;
-    let mut gpus = Vec::new();
-    for name in &args.gpu {
-        let gpu = catalog.find(name)?.clone();
-        if !gpus.iter().any(|g: &sglsim::model::gpu::GpuSpec| g.name == gpu.name) {
-            gpus.push(gpu);
+    Ok(search_request(args).config()?)
+}
+
+/// `search`'s flags as the library's request.
+pub fn search_request(args: &SearchArgs) -> SearchRequest {
+    SearchRequest {
+        model: args.model.model.clone(),
+        dtype: args.model.dtype.clone(),
+        gpu: args.gpu.clone(),
+        total_gpus: args.total_gpus,
+        max_gpus_per_engine: args.max_gpus_per_engine,
+        isl: args.isl,
+        osl: args.osl,
+        range_ratio: args.lengths.range_ratio,
+        isl_std: args.lengths.isl_std,
+        osl_std: args.lengths.osl_std,
+        ttft: args.ttft,
+        itl: args.itl,
+        percentile: match args.percentile {
+            PercentileFlag::Mean => "mean",
+            PercentileFlag::P50 => "p50",
+            PercentileFlag::P90 => "p90",
+            PercentileFlag::P99 => "p99",
         }
-    }
-    let mut server_args = ServerArgs::sglang_defaults();
-    server_args.kv_cache_dtype = kv_cache_dtype(&args.kv_cache_dtype)?;
-    server_args.moe_a2a_backend = MoeA2aBackend::parse_flag(&args.moe_a2a_backend)?;
-    if let Some(range_ratio) = args.lengths.range_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
-        bail!("invalid --range-ratio {range_ratio}: a fraction in [0, 1]");
-    }
-    let load = match (args.concurrency, args.request_rate) {
-        (Some(n_clients), _) => Some(Load::Concurrency { n_clients }),
-        (None, Some(rate_per_s)) => Some(Load::RequestRate { rate_per_s }),
-        (None, None) => None,
-    };
-    let mut model_flags = format!("--model {}", args.model.model);
-    if let Some(dtype) = &args.model.dtype {
-        model_flags.push_str(&format!(" --dtype {dtype}"));
-    }
-    if let Some(profile) = &args.profile {
-        model_flags.push_str(&format!(" --profile {}", profile.display()));
-    }
-    Ok(SearchConfig {
-        model,
-        model_flags,
-        gpus,
-        coefficients: load_coefficients(args.profile.as_deref())?,
-        server_args,
-        limits: GpuLimits {
-            total_gpus: args.total_gpus,
-            max_gpus_per_engine: args.max_gpus_per_engine,
-        },
-        workload: WorkloadShape {
-            isl: args.isl,
-            osl: args.osl,
-            lengths: args.lengths.distribution(),
-            seed: args.seed,
-        },
-        sla: SlaTarget {
-            ttft_ms: args.ttft,
-            itl_ms: args.itl,
-            percentile: match args.percentile {
-                PercentileFlag::Mean => Percentile::Mean,
-                PercentileFlag::P50 => Percentile::P50,
-                PercentileFlag::P90 => Percentile::P90,
-                PercentileFlag::P99 => Percentile::P99,
-            },
-        },
-        modes: match args.mode {
-            SearchMode::Agg => ModeChoice::Agg,
-            SearchMode::Disagg => ModeChoice::Disagg,
-            SearchMode::Both => ModeChoice::Both,
-        },
-        load,
-        top_k: args.top,
+        .into(),
+        mode: match args.mode {
+            SearchMode::Agg => "agg",
+            SearchMode::Disagg => "disagg",
+            SearchMode::Both => "both",
+        }
+        .into(),
+        request_rate: args.request_rate,
+        concurrency: args.concurrency,
+        profile: args.profile.clone(),
+        top: args.top,
+        threads: args.threads,
         max_simulations: args.max_simulations,
-        n_threads: args.threads,
-    })
+        seed: args.seed,
+        kv_cache_dtype: args.kv_cache_dtype.clone(),
+        moe_a2a_backend: args.moe_a2a_backend.clone(),
+        context_length: args.context_length,
+    }
 }
 
 /// `sglsim search`.
@@ -104,7 +82,7 @@ pub fn search(args: &SearchArgs) -> Result<Outcome> {
         eprintln!("warning: skipping {}: {}", skipped.gpu, skipped.reason);
     }
     if let Some(dir) = &args.out {
-        write_search_files(dir, &result, elapsed_ms)?;
+        write_search_files(dir, &config, &result, elapsed_ms)?;
     }
     let text = if args.json {
         let mut value = serde_json::to_value(&result)?;
@@ -142,7 +120,7 @@ const SELECTED_CONFIG: &str = "selected_config.txt";
 /// The file naming the nearest configuration when nothing meets the SLA; marked as such.
 const NEAREST_CONFIG: &str = "nearest_config.txt";
 
-fn write_search_files(dir: &Path, result: &SearchResult, elapsed_ms: f64) -> Result<()> {
+fn write_search_files(dir: &Path, config: &SearchConfig, result: &SearchResult, elapsed_ms: f64) -> Result<()> {
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record([
         "label",
@@ -185,13 +163,17 @@ fn write_search_files(dir: &Path, result: &SearchResult, elapsed_ms: f64) -> Res
     value["points"] = serde_json::to_value(&result.points)?;
     value["elapsed_ms"] = serde_json::json!((elapsed_ms * 1000.0).round() / 1000.0);
     write(&dir.join("results.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
-    write(&dir.join("pareto.svg"), pareto_chart(result).as_bytes())?;
+    write_figure(dir, "pareto", &pareto_figure(result, config.workload.isl, config.workload.osl))?;
     if !result.has_feasible() {
         return write_nearest(dir, result);
     }
     if let Some(best) = result.best() {
         if let Some((prefill, decode)) = result.step_models(best) {
-            write_dynamo_folder(dir, &dynamo::profile(prefill, decode))?;
+            let caption = format!(
+                "{} on {}: {} {}; ISL {} / OSL {}",
+                result.model, best.gpu, best.mode, best.mapping, config.workload.isl, config.workload.osl
+            );
+            write_dynamo_folder(dir, &dynamo::profile(prefill, decode), &caption)?;
             write(&dir.join(SELECTED_CONFIG), selected_config(best).as_bytes())?;
             // A nearest configuration of an earlier failed run no longer describes this folder.
             let _ = std::fs::remove_file(dir.join(NEAREST_CONFIG));
@@ -235,57 +217,24 @@ fn selected_config(point: &Point) -> String {
     text
 }
 
-/// Writes the Dynamo profiler's folder: both archives, their JSON twins, the mocker's table and two charts.
-fn write_dynamo_folder(dir: &Path, profile: &DynamoProfile) -> Result<()> {
+/// Writes a figure as `<name>.svg` and `<name>.png` side by side.
+fn write_figure(dir: &Path, name: &str, figure: &Figure) -> Result<()> {
+    let svg_name = format!("{name}.svg");
+    write(&dir.join(&svg_name), figure.svg(&svg_name)?.as_bytes())?;
+    let png_name = format!("{name}.png");
+    write(&dir.join(&png_name), &figure.png(&png_name)?)
+}
+
+/// Writes the Dynamo profiler's folder: both archives, their JSON twins, the mocker's table and
+/// two figures (SVG and PNG) whose titles carry `caption` (model, GPU, mapping, workload).
+fn write_dynamo_folder(dir: &Path, profile: &DynamoProfile, caption: &str) -> Result<()> {
     write(&dir.join(dynamo::PREFILL_NPZ_PATH), &profile.prefill_npz()?)?;
     write(&dir.join(dynamo::DECODE_NPZ_PATH), &profile.decode_npz()?)?;
     write(&dir.join(dynamo::MOCKER_NPZ_PATH), &profile.mocker_npz()?)?;
     write(&dir.join("prefill_raw_data.json"), profile.prefill_json().as_bytes())?;
     write(&dir.join("decode_raw_data.json"), profile.decode_json().as_bytes())?;
-    let prefill = &profile.prefill;
-    let prefill_chart = Chart {
-        title: "prefill TTFT (batch 1)".into(),
-        x_label: "input length, tokens".into(),
-        y_label: "TTFT, ms".into(),
-        series: vec![Series {
-            name: "TTFT".into(),
-            colour: "royalblue",
-            style: Style::Line,
-            points: prefill
-                .prefill_isl
-                .iter()
-                .map(|&i| i as f64)
-                .zip(prefill.prefill_ttft.iter().copied())
-                .collect(),
-        }],
-        marker: None,
-    };
-    write(&dir.join("prefill_performance.svg"), chart(&prefill_chart).as_bytes())?;
-    let decode = &profile.decode;
-    let colours = ["royalblue", "seagreen", "darkorange", "crimson", "purple", "teal", "goldenrod"];
-    let mut contexts: Vec<f64> = decode.y_context_length.clone();
-    contexts.dedup();
-    let series = contexts
-        .iter()
-        .enumerate()
-        .map(|(index, &context)| Series {
-            name: format!("context {context:.0}"),
-            colour: colours[index % colours.len()],
-            style: Style::Line,
-            points: (0..decode.z_itl.len())
-                .filter(|&i| decode.y_context_length[i] == context)
-                .map(|i| (decode.x_kv_usage[i], decode.z_itl[i]))
-                .collect(),
-        })
-        .collect();
-    let decode_chart = Chart {
-        title: "decode ITL by KV usage".into(),
-        x_label: "KV usage".into(),
-        y_label: "ITL, ms".into(),
-        series,
-        marker: None,
-    };
-    write(&dir.join("decode_performance.svg"), chart(&decode_chart).as_bytes())
+    write_figure(dir, "prefill_performance", &prefill_figure(profile, caption))?;
+    write_figure(dir, "decode_performance", &decode_figure(profile, caption))
 }
 
 fn load_column(point: &Point) -> String {
@@ -296,15 +245,46 @@ fn load_column(point: &Point) -> String {
     }
 }
 
+/// The budget columns of a row: units of the point's unit that fit in `--total-gpus` (idle GPUs in
+/// parentheses), their output tokens/s and requests/s.
+fn budget_columns(point: &Point) -> (String, String, String) {
+    match &point.budget {
+        Some(b) => {
+            let units = if b.idle_gpus > 0 {
+                format!("{} (+{} idle)", b.units, b.idle_gpus)
+            } else {
+                b.units.to_string()
+            };
+            (units, format!("{:.1}", b.output_tok_s), format!("{:.2}", b.request_s))
+        }
+        None => ("-".into(), "-".into(), "-".into()),
+    }
+}
+
 fn points_table(points: &[Point]) -> String {
     let mut out = format!(
-        "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9} {:>8} {:>10} {:>10} {:>8}\n",
-        "#", "mode", "gpu", "mapping", "GPUs", "replicas", "load", "TTFT ms", "ITL ms", "tok/s/GPU", "tok/s/user", "req/s"
+        "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9} {:>8} {:>10} {:>10} {:>8}  {:>13} {:>10} {:>8}\n",
+        "#",
+        "mode",
+        "gpu",
+        "mapping",
+        "GPUs",
+        "replicas",
+        "load",
+        "TTFT ms",
+        "ITL ms",
+        "tok/s/GPU",
+        "tok/s/user",
+        "req/s",
+        "budget units",
+        "tok/s",
+        "req/s"
     );
     for (index, p) in points.iter().enumerate() {
         let replicas = p.xpyd.clone().unwrap_or_else(|| p.replicas.to_string());
+        let (units, budget_tok_s, budget_request_s) = budget_columns(p);
         out.push_str(&format!(
-            "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9.1} {:>8.2} {:>10.1} {:>10.1} {:>8.2}\n",
+            "  {:>2}  {:<6} {:<8} {:<30} {:>5} {:>9} {:>7} {:>9.1} {:>8.2} {:>10.1} {:>10.1} {:>8.2}  {:>13} {:>10} {:>8}\n",
             index + 1,
             p.mode,
             p.gpu,
@@ -316,7 +296,10 @@ fn points_table(points: &[Point]) -> String {
             p.itl_ms,
             p.output_tok_s_per_gpu,
             p.tok_s_per_user,
-            p.request_s
+            p.request_s,
+            units,
+            budget_tok_s,
+            budget_request_s
         ));
     }
     out
@@ -371,8 +354,25 @@ pub fn search_table(config: &SearchConfig, result: &SearchResult) -> String {
         result.screened, result.evaluated, result.feasible
     ));
     if result.has_feasible() {
-        out.push_str(&format!("best {} by output tokens/s per GPU within the SLA:\n", result.top.len()));
+        out.push_str(&format!("best {} by output tokens/s per GPU within the SLA", result.top.len()));
+        if result.top.len() < config.top_k {
+            out.push_str(&format!(
+                " (only {} distinct GPU, mode and mapping choices meet it; --top {} asked for more)",
+                result.top.len(),
+                config.top_k
+            ));
+        }
+        out.push_str(":\n");
         out.push_str(&points_table(&result.top));
+        if let Some(total) = config.limits.total_gpus {
+            out.push_str(&format!(
+                "  budget: copies of the row's unit (one engine or one xPyD unit) that fit in --total-gpus {total}, and what they serve together\n"
+            ));
+        }
+        if result.gpus.len() > 1 {
+            out.push_str("\nbest within the SLA per GPU type:\n");
+            out.push_str(&points_table(&result.best_per_gpu));
+        }
         out.push_str("\nlaunch commands:\n");
         out.push_str(&launch_commands(&result.top));
     } else {
@@ -453,7 +453,18 @@ pub fn profile(args: &ProfileArgs) -> Result<Outcome> {
     };
     let decode_step = decode.as_ref().unwrap_or(&prefill);
     let profile = dynamo::profile(&prefill, decode_step);
-    write_dynamo_folder(&args.out, &profile)?;
+    let caption = format!(
+        "{} on {}: prefill {} ({}), decode {} ({}); ISL {} / OSL {}",
+        model.name,
+        gpu.name,
+        prefill.mapping(),
+        prefill.mapping().kind(),
+        decode_step.mapping(),
+        decode_step.mapping().kind(),
+        args.isl,
+        args.osl
+    );
+    write_dynamo_folder(&args.out, &profile, &caption)?;
     if args.json {
         return Ok(Outcome::Done(serde_json::to_string_pretty(&profile)?));
     }

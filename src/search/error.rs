@@ -55,6 +55,14 @@ pub enum Error {
         /// What the writer said.
         message: String,
     },
+    /// Drawing a chart failed.
+    #[error("cannot draw {chart}: {message}")]
+    Plot {
+        /// The chart's file name, for example `pareto.png`.
+        chart: String,
+        /// What the renderer said.
+        message: String,
+    },
     /// An error from the cost model.
     #[error(transparent)]
     Model(#[from] crate::model::Error),

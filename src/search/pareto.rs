@@ -129,6 +129,33 @@ pub fn select_survivors(
     (0..estimates.len()).filter(|&i| picked[i]).collect()
 }
 
+/// Picks candidates to simulate stratum by stratum (a stratum is one GPU type and mode, see
+/// `run.rs`): [`select_survivors`] on each stratum alone with `budget_of(stratum)`, so that the
+/// survivors of a GPU type and mode are the same whichever other GPU types are searched beside it.
+/// Returned in ascending index order.
+pub fn select_stratified(
+    estimates: &[Estimate],
+    configuration_of: &[usize],
+    stratum_of: &[usize],
+    ttft_limit_ms: f64,
+    itl_limit_ms: f64,
+    budget_of: impl Fn(usize) -> usize,
+) -> Vec<usize> {
+    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (index, &stratum) in stratum_of.iter().enumerate() {
+        members.entry(stratum).or_default().push(index);
+    }
+    let mut picked: Vec<usize> = Vec::new();
+    for (stratum, indices) in members {
+        let sub_estimates: Vec<Estimate> = indices.iter().map(|&i| estimates[i]).collect();
+        let sub_configurations: Vec<usize> = indices.iter().map(|&i| configuration_of[i]).collect();
+        let chosen = select_survivors(&sub_estimates, &sub_configurations, ttft_limit_ms, itl_limit_ms, budget_of(stratum));
+        picked.extend(chosen.into_iter().map(|local| indices[local]));
+    }
+    picked.sort_unstable();
+    picked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

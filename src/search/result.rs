@@ -81,6 +81,9 @@ pub struct Point {
     pub screen: ScreenEstimate,
     /// The engines and how to launch them.
     pub engines: Vec<EngineDesc>,
+    /// What the whole `--total-gpus` budget serves with copies of this point's unit (null without
+    /// `--total-gpus`).
+    pub budget: Option<BudgetReport>,
     /// The `sglsim predict` command that simulates this point's whole deployment with the same
     /// engines, workload, warm-up and seed; its TTFT and ITL at the SLA percentile reproduce the row's.
     pub predict_command: String,
@@ -89,6 +92,39 @@ pub struct Point {
     pub configuration: String,
     #[serde(skip)]
     pub(crate) layout: Option<Layout>,
+}
+
+/// What `--total-gpus` serves when filled with copies of a point's unit (one aggregated engine or
+/// one xPyD unit), each at the load the point simulated per unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BudgetReport {
+    /// `--total-gpus`.
+    pub total_gpus: u32,
+    /// GPUs of one unit.
+    pub gpus_per_unit: u32,
+    /// Units that fit: `total_gpus / gpus_per_unit`, rounded down.
+    pub units: u32,
+    /// GPUs no unit uses.
+    pub idle_gpus: u32,
+    /// Output tokens/s of all the units.
+    pub output_tok_s: f64,
+    /// Completed requests/s of all the units.
+    pub request_s: f64,
+}
+
+impl BudgetReport {
+    /// Fills `total_gpus` with units of `gpus_per_unit`, each serving `unit_output_tok_s` and `unit_request_s`.
+    pub fn new(total_gpus: u32, gpus_per_unit: u32, unit_output_tok_s: f64, unit_request_s: f64) -> BudgetReport {
+        let units = total_gpus / gpus_per_unit.max(1);
+        BudgetReport {
+            total_gpus,
+            gpus_per_unit,
+            units,
+            idle_gpus: total_gpus - units * gpus_per_unit,
+            output_tok_s: round3(unit_output_tok_s * f64::from(units)),
+            request_s: round3(unit_request_s * f64::from(units)),
+        }
+    }
 }
 
 /// The screen's estimate of a point, for diagnostics.
@@ -143,6 +179,8 @@ pub struct SearchResult {
     pub pareto: Vec<Point>,
     /// The best configurations inside the SLA, by tokens/s per GPU (one load per configuration).
     pub top: Vec<Point>,
+    /// The best configuration inside the SLA of each GPU type that has one, in `--gpu` order.
+    pub best_per_gpu: Vec<Point>,
     /// When nothing meets the SLA, the configurations nearest to it.
     pub nearest: Vec<Point>,
     /// When nothing meets the SLA, the limit that binds.

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use super::config::{percentile_name, SearchConfig};
 use super::error::{Error, Result};
 use super::evaluate::{request_counts, simulate_candidate};
-use super::pareto::{pareto_front, select_survivors};
-use super::result::{engine_descs, names, predict_command, round3, Binding, Point, ScreenEstimate, SearchResult, SlaReport};
+use super::pareto::{pareto_front, select_stratified};
+use super::result::{engine_descs, names, predict_command, round3, Binding, BudgetReport, Point, ScreenEstimate, SearchResult, SlaReport};
 use super::screen::{estimate, Estimate};
 use super::space::{build_engines, enumerate_candidates, smallest_fitting_engine, Candidate, EngineChoice, Layout, UnitLoad};
 
@@ -39,12 +39,16 @@ fn search_in_pool(config: &SearchConfig) -> Result<SearchResult> {
     let candidates = enumerate_candidates(config, &engines);
     let estimates: Vec<Estimate> = candidates.par_iter().map(|c| estimate(c, &engines, config)).collect();
     let configuration_of = configuration_ids(&candidates);
-    let survivors = select_survivors(
+    let stratum_of: Vec<usize> = candidates.iter().map(|c| stratum(c, &engines)).collect();
+    let survivors = select_stratified(
         &estimates,
         &configuration_of,
+        &stratum_of,
         config.sla.ttft_ms,
         config.sla.itl_ms,
-        config.max_simulations,
+        // Each GPU type and mode gets the whole budget: the inside-SLA survivors of a mode are
+        // then a superset of those it won when the modes shared one budget.
+        |_| config.max_simulations,
     );
     let mut points: Vec<Point> = survivors
         .par_iter()
@@ -66,6 +70,11 @@ fn search_in_pool(config: &SearchConfig) -> Result<SearchResult> {
     let mut pareto: Vec<Point> = points.iter().filter(|p| p.pareto).cloned().collect();
     pareto.sort_by(|a, b| a.tok_s_per_user.total_cmp(&b.tok_s_per_user).then(a.label.cmp(&b.label)));
     let top = distinct_configurations(points.iter().filter(|p| p.feasible), config.top_k);
+    let best_per_gpu = config
+        .gpus
+        .iter()
+        .filter_map(|gpu| points.iter().find(|p| p.feasible && p.gpu == gpu.name).cloned())
+        .collect();
     let feasible = points.iter().filter(|p| p.feasible).count();
     let (nearest, binding) = if feasible == 0 {
         nearest_and_binding(&points, config)
@@ -88,6 +97,7 @@ fn search_in_pool(config: &SearchConfig) -> Result<SearchResult> {
         },
         pareto,
         top,
+        best_per_gpu,
         nearest,
         binding,
         evaluated: points.len(),
@@ -126,6 +136,14 @@ fn nothing_fits(config: &SearchConfig, skipped: &[super::space::SkippedGpu]) -> 
             .map(|s| format!("{}: {}", s.gpu, s.reason))
             .collect::<Vec<_>>()
             .join("; "),
+    }
+}
+
+/// The stratum of a candidate for the choice of survivors: its GPU type and mode (`2 × gpu + mode`).
+fn stratum(candidate: &Candidate, engines: &[EngineChoice]) -> usize {
+    match candidate.layout {
+        Layout::Agg { engine } => 2 * engines[engine].gpu_idx,
+        Layout::Disagg { prefill, .. } => 2 * engines[prefill].gpu_idx + 1,
     }
 }
 
@@ -215,6 +233,10 @@ fn evaluate(candidate: &Candidate, estimate: &Estimate, engines: &[EngineChoice]
             output_tok_s_per_gpu: round3(estimate.tok_s_per_gpu),
         },
         engines: engine_descs(candidate, engines),
+        budget: config
+            .limits
+            .total_gpus
+            .map(|total| BudgetReport::new(total, candidate.layout.n_gpus(engines), tok_s_per_gpu * unit_gpus, unit_request_s)),
         predict_command: predict_command(candidate, engines, config, n_requests, n_warmup),
         configuration,
         layout: Some(candidate.layout),
