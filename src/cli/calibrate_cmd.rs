@@ -116,7 +116,26 @@ pub(super) fn engine_config(
 ) -> Result<(EngineConfig, Vec<String>)> {
     let model = load_model_as(model_name, args.dtype.as_deref())?;
     let gpu = GpuCatalog::builtin()?.find(&args.gpu)?.clone();
-    let mapping = ParallelMapping::new(&model, description.tp, description.dp, description.ep)?;
+    let mapping = ParallelMapping::new(&model, description.tp, description.dp, description.ep).with_context(|| {
+        // Sizes the flags did not give came from the server's /get_server_info: say so.
+        let reported: Vec<String> = [
+            ("tp", args.tp, description.tp),
+            ("dp", args.dp, description.dp),
+            ("ep", args.ep, description.ep),
+        ]
+        .iter()
+        .filter(|(_, given, used)| given.is_none() && *used != 1)
+        .map(|(name, _, used)| format!("{name}_size {used}"))
+        .collect();
+        if reported.is_empty() {
+            "the engine's --tp/--dp/--ep".to_string()
+        } else {
+            format!(
+                "the server reports {} (/get_server_info); give --tp/--dp/--ep to describe the engine yourself",
+                reported.join(", ")
+            )
+        }
+    })?;
     let mut engine = EngineConfig {
         model,
         gpu,
