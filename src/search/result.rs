@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::config::SearchConfig;
 use super::space::{Candidate, EngineChoice, Layout, SkippedGpu, UnitLoad};
 use crate::model::gpu::GIB;
-use crate::model::server_args::MoeA2aBackend;
+use crate::model::server_args::{MoeA2aBackend, ResolvedServerArgs};
 use crate::model::step::StepModel;
 use crate::sim::cluster::Role;
 use crate::sim::workload::LengthDistribution;
@@ -242,18 +242,7 @@ pub fn launch_command(step: &StepModel, role: Role, max_running_cap: Option<u64>
     if let Some(cap) = max_running_cap {
         launch.push_str(&format!(" --max-running-requests {cap}"));
     }
-    if args.moe_a2a_backend == MoeA2aBackend::Deepep {
-        launch.push_str(" --moe-a2a-backend deepep");
-    }
-    if args.moe_dense_tp1 {
-        launch.push_str(" --moe-dense-tp-size 1");
-    }
-    if args.enable_dp_lm_head {
-        launch.push_str(" --enable-dp-lm-head");
-    }
-    if args.two_batch_overlap {
-        launch.push_str(" --enable-two-batch-overlap");
-    }
+    launch.push_str(&large_ep_flags(args));
     match role {
         Role::Prefill => launch.push_str(" --disaggregation-mode prefill"),
         Role::Decode => launch.push_str(" --disaggregation-mode decode"),
@@ -303,9 +292,9 @@ fn predict_decode_knob_flags(prefill: &EngineChoice, decode: &EngineChoice) -> S
     flags
 }
 
-/// `predict`'s flags for SGLang's large-scale EP layout of an engine.
-fn predict_ep_flags(engine: &EngineChoice) -> String {
-    let args = engine.step.args();
+/// The flags of SGLang's large-scale EP layout an engine runs with (the same spelling for SGLang's
+/// launch command and for `predict`).
+fn large_ep_flags(args: &ResolvedServerArgs) -> String {
     let mut flags = String::new();
     if args.moe_a2a_backend == MoeA2aBackend::Deepep {
         flags.push_str(" --moe-a2a-backend deepep");
@@ -382,7 +371,7 @@ pub(crate) fn predict_command(
                 command.push_str(&format!(" --replicas {replicas}"));
             }
             command.push_str(&predict_knob_flags(engine));
-            command.push_str(&predict_ep_flags(engine));
+            command.push_str(&large_ep_flags(engine.step.args()));
         }
         Layout::Disagg {
             prefill,
@@ -398,7 +387,7 @@ pub(crate) fn predict_command(
             command.push_str(&format!(" --decode-workers {}", u64::from(n_decode) * replicas));
             command.push_str(&predict_knob_flags(prefill));
             command.push_str(&predict_decode_knob_flags(prefill, decode));
-            command.push_str(&predict_ep_flags(decode));
+            command.push_str(&large_ep_flags(decode.step.args()));
         }
     }
     command
