@@ -168,17 +168,22 @@ impl PredictRequest {
         Ok(serde_json::from_value(value)?)
     }
 
-    /// The length distribution asked for: uniform with `range_ratio`, normal with either standard
-    /// deviation (the other 0), else fixed.
+    /// The length distribution asked for (see [`length_distribution`]).
     pub fn lengths(&self) -> LengthDistribution {
-        match (self.range_ratio, self.isl_std, self.osl_std) {
-            (Some(range_ratio), _, _) => LengthDistribution::Uniform { range_ratio },
-            (None, None, None) => LengthDistribution::Fixed,
-            (None, isl_std, osl_std) => LengthDistribution::Normal {
-                isl_std: isl_std.unwrap_or(0.0),
-                osl_std: osl_std.unwrap_or(0.0),
-            },
-        }
+        length_distribution(self.range_ratio, self.isl_std, self.osl_std)
+    }
+}
+
+/// The length distribution of the length flags: uniform with `--range-ratio`, normal with either
+/// standard deviation (the other 0), else fixed.
+pub fn length_distribution(range_ratio: Option<f64>, isl_std: Option<f64>, osl_std: Option<f64>) -> LengthDistribution {
+    match (range_ratio, isl_std, osl_std) {
+        (Some(range_ratio), _, _) => LengthDistribution::Uniform { range_ratio },
+        (None, None, None) => LengthDistribution::Fixed,
+        (None, isl_std, osl_std) => LengthDistribution::Normal {
+            isl_std: isl_std.unwrap_or(0.0),
+            osl_std: osl_std.unwrap_or(0.0),
+        },
     }
 }
 
@@ -221,8 +226,9 @@ struct Plan {
     notes: Vec<String>,
 }
 
-/// Builds one engine's step model.
-fn step_model(
+/// Builds one engine's step model from its `--tp/--dp/--ep` sizes (memory is checked later, so that
+/// a configuration that does not fit can say by how much).
+pub fn step_model(
     model: &crate::model::arch::ModelSpec,
     gpu: &crate::model::gpu::GpuSpec,
     sizes: (u32, u32, u32),

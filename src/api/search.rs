@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use super::checks::apply_context_length;
 use super::error::{invalid, Result};
 use super::load::{kv_cache_dtype, load_coefficients, load_model_as};
+use super::predict::length_distribution;
 use crate::model::gpu::{GpuCatalog, GpuSpec};
 use crate::model::server_args::{MoeA2aBackend, ServerArgs};
 use crate::search::config::{GpuLimits, Load, ModeChoice, SearchConfig, SlaTarget, WorkloadShape};
 use crate::search::result::SearchResult;
 use crate::sim::metrics::Percentile;
-use crate::sim::workload::LengthDistribution;
 
 /// Everything `sglsim search` takes, under its flag names (underscores for dashes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,14 +159,7 @@ impl SearchRequest {
             workload: WorkloadShape {
                 isl: self.isl,
                 osl: self.osl,
-                lengths: match (self.range_ratio, self.isl_std, self.osl_std) {
-                    (Some(range_ratio), _, _) => LengthDistribution::Uniform { range_ratio },
-                    (None, None, None) => LengthDistribution::Fixed,
-                    (None, isl_std, osl_std) => LengthDistribution::Normal {
-                        isl_std: isl_std.unwrap_or(0.0),
-                        osl_std: osl_std.unwrap_or(0.0),
-                    },
-                },
+                lengths: length_distribution(self.range_ratio, self.isl_std, self.osl_std),
                 seed: self.seed,
             },
             sla: SlaTarget {

@@ -10,10 +10,9 @@ use sglsim::api::{checks, PredictRequest, RequestRate, ServerOptions};
 use sglsim::model::arch::ModelSpec;
 use sglsim::model::coefficients::Coefficients;
 use sglsim::model::gpu::GpuSpec;
-use sglsim::model::mapping::ParallelMapping;
 use sglsim::model::quant::KvDtype;
 use sglsim::model::server_args::ServerArgs;
-use sglsim::model::step::{EngineConfig, StepModel};
+use sglsim::model::step::StepModel;
 
 /// Resolves a model name (a bundled id, or a path to a config.json or its folder); `--dtype`, when
 /// given, replaces the checkpoint's weight format.
@@ -145,14 +144,11 @@ pub fn step_model(
     server: &ServerArgs,
     coefficients: &Coefficients,
 ) -> Result<StepModel> {
-    checks::check_engine_sizes((sizes.tp, sizes.dp, sizes.ep))?;
-    let mapping = ParallelMapping::with_redundant_experts(model, sizes.tp, sizes.dp, sizes.ep, server.ep_num_redundant_experts)?;
-    let config = EngineConfig {
-        model: model.clone(),
-        gpu: gpu.clone(),
-        mapping,
-        server_args: server.clone(),
-        coefficients: coefficients.clone(),
-    };
-    Ok(StepModel::new_unchecked(config)?)
+    Ok(sglsim::api::predict::step_model(
+        model,
+        gpu,
+        (sizes.tp, sizes.dp, sizes.ep),
+        server,
+        coefficients,
+    )?)
 }

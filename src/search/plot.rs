@@ -8,6 +8,7 @@
 
 use std::sync::Once;
 
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle, RGBColor};
@@ -243,6 +244,19 @@ fn draw_linear_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &
         .y_label_area_size(64)
         .build_cartesian_2d(0f64..x_max, 0f64..y_max)
         .map_err(|e| e.to_string())?;
+    draw_mesh(&mut chart, panel)?;
+    draw_contents(&mut chart, panel, (0.0, x_max), (0.0, y_max))
+}
+
+/// The axes, labels and grid of a panel, on linear or log axes alike.
+fn draw_mesh<DB: DrawingBackend, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    panel: &Panel,
+) -> std::result::Result<(), String>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
     chart
         .configure_mesh()
         .x_desc(&panel.x_label)
@@ -255,8 +269,7 @@ fn draw_linear_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &
         .y_labels(8)
         .light_line_style(WHITE)
         .draw()
-        .map_err(|e| e.to_string())?;
-    draw_contents(&mut chart, panel, (0.0, x_max), (0.0, y_max))
+        .map_err(|e| e.to_string())
 }
 
 fn draw_log_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) -> std::result::Result<(), String> {
@@ -272,19 +285,7 @@ fn draw_log_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Pan
         .y_label_area_size(64)
         .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())
         .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc(&panel.x_label)
-        .y_desc(&panel.y_label)
-        .label_style((FONT, 12))
-        .axis_desc_style((FONT, 13))
-        .x_label_formatter(&|v| tick_label(*v))
-        .y_label_formatter(&|v| tick_label(*v))
-        .x_labels(8)
-        .y_labels(8)
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    draw_mesh(&mut chart, panel)?;
     draw_contents(&mut chart, panel, (x_min, x_max), (y_min, y_max))
 }
 
